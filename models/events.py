@@ -1,0 +1,89 @@
+"""The inbox of provider events and the outbox of events we publish."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base
+from models.clock import utc_now
+
+
+class InboundStatus(enum.StrEnum):
+    RECEIVED = "received"
+    PROCESSED = "processed"
+    UNROUTABLE = "unroutable"
+    FAILED = "failed"
+
+
+class InboundEvent(Base):
+    """A provider event stored before we answer 200; the unique key makes redelivery free."""
+
+    __tablename__ = "inbound_events"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_event_id", name="uq_inbound_events_provider_id"),
+        Index(
+            "ix_inbound_events_pending",
+            "received_at",
+            postgresql_where=text("status = 'received'"),
+            sqlite_where=text("status = 'received'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    provider: Mapped[str] = mapped_column(String(20))
+    provider_event_id: Mapped[str] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(255))
+    route_key: Mapped[str | None] = mapped_column(String(255))
+    account_id: Mapped[uuid.UUID | None]
+    payload: Mapped[dict[str, Any]]
+    occurred_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(20), default=InboundStatus.RECEIVED)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utc_now)
+    processed_at: Mapped[datetime | None]
+
+
+class OutboxEvent(Base):
+    """An event written in the same transaction as the change it describes; the relay publishes
+    rows in `seq` order, which keeps each account's events in order."""
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (
+        Index(
+            "ix_outbox_events_unpublished",
+            "seq",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
+    )
+
+    seq: Mapped[int] = mapped_column(
+        # SQLite autoincrements only an INTEGER primary key.
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    )
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
+    type: Mapped[str] = mapped_column(String(50))
+    org_id: Mapped[str] = mapped_column(String(100))
+    account_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    occurred_at: Mapped[datetime] = mapped_column(default=utc_now)
+    data: Mapped[dict[str, Any]]
+    published_at: Mapped[datetime | None]
+
+    def as_message(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "org_id": self.org_id,
+            "account_id": str(self.account_id) if self.account_id else None,
+            "occurred_at": self.occurred_at.isoformat(),
+            "data": self.data,
+        }

@@ -1,0 +1,1 @@
+"""Local provider simulators: real HTTP servers that speak each provider's protocol."""

@@ -1,0 +1,1 @@
+"""The ASGI app: ingest endpoint, internal read API, health and metrics."""

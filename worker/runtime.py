@@ -1,0 +1,50 @@
+"""The process's dependencies, made once per process (after fork, under prefork Celery)."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from connectors import Connectors
+from connectors.registry import connector_settings
+from models import Database
+from worker.service.deps import Deps
+from worker.settings import Settings, get_settings
+from worker.vault import Vault
+
+_lock = threading.Lock()
+_deps: Deps | None = None
+_pid: int | None = None
+
+
+def build_deps(settings: Settings) -> Deps:
+    vault = Vault.from_setting(
+        settings.encryption_keys.get_secret_value() if settings.encryption_keys else None,
+        settings.var_dir,
+        allow_dev_key=settings.is_embedded,
+    )
+    return Deps(
+        db=Database(settings.database_url),
+        vault=vault,
+        connectors=Connectors(connector_settings(settings)),
+    )
+
+
+def get_deps() -> Deps:
+    """This process's dependencies; a forked child builds its own instead of sharing sockets."""
+    global _deps, _pid
+    with _lock:
+        if _deps is None or _pid != os.getpid():
+            _deps = build_deps(get_settings())
+            _pid = os.getpid()
+        return _deps
+
+
+def reset_deps() -> None:
+    global _deps, _pid
+    with _lock:
+        if _deps is not None and _pid == os.getpid():
+            _deps.connectors.close()
+            _deps.db.dispose()
+        _deps = None
+        _pid = None

@@ -1,0 +1,82 @@
+"""The JSON shapes of the contract: account summary and details, job results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, select
+from sqlalchemy.orm import Session
+
+from models import Account, AccountError, StatusChange
+
+SECRET_FIELDS = ("api_key", "access_token", "refresh_token", "webhook_secret", "code")
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def summary(account: Account) -> dict[str, Any]:
+    return {
+        "id": str(account.id),
+        "org_id": account.org_id,
+        "name": account.name,
+        "type": account.type,
+        "status": account.status,
+        "created_at": iso(account.created_at),
+        "updated_at": iso(account.updated_at),
+    }
+
+
+def details(session: Session, account: Account, *, recent: int = 50) -> dict[str, Any]:
+    errors = session.scalars(
+        select(AccountError)
+        .where(AccountError.account_id == account.id)
+        .order_by(
+            case((AccountError.resolved_at.is_(None), 0), else_=1),
+            AccountError.resolved_at.desc(),
+            AccountError.last_occurred_at.desc(),
+        )
+        .limit(recent)
+    )
+    history = session.scalars(
+        select(StatusChange)
+        .where(StatusChange.account_id == account.id)
+        .order_by(StatusChange.occurred_at.desc(), StatusChange.id.desc())
+        .limit(recent)
+    )
+    return {
+        **summary(account),
+        "connection": account.connection,
+        "metadata": account.meta,
+        "settings": account.settings,
+        "last_checked_at": iso(account.last_checked_at),
+        "integrations": [{"id": i.integration_id, "name": i.name} for i in account.integrations],
+        "errors": [error_view(e) for e in errors],
+        "status_history": [change_view(c) for c in history],
+    }
+
+
+def error_view(error: AccountError) -> dict[str, Any]:
+    return {
+        "id": str(error.id),
+        "code": error.code,
+        "message": error.message,
+        "source": error.source,
+        "first_occurred_at": iso(error.first_occurred_at),
+        "last_occurred_at": iso(error.last_occurred_at),
+        "occurrences": error.occurrences,
+        "resolved_at": iso(error.resolved_at),
+    }
+
+
+def change_view(change: StatusChange) -> dict[str, Any]:
+    return {
+        "from": change.from_status,
+        "to": change.to_status,
+        "reason": change.reason,
+        "source": change.source,
+        "actor": change.actor,
+        "occurred_at": iso(change.occurred_at),
+    }
