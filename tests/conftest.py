@@ -23,6 +23,8 @@ from worker.vault import Vault
 
 TIERS = {"integration": "integration", "e2e": "e2e"}
 
+pytest_plugins = ["tests.fixtures.connectors", "tests.fixtures.ingest", "tests.fixtures.checks"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
