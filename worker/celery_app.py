@@ -9,6 +9,7 @@ from celery import Celery, signals
 from kombu import Queue
 
 from worker.logconfig import configure_logging
+from worker.schedules import BEAT_SCHEDULE
 from worker.settings import get_settings
 
 QUEUES = ("jobs", "checks", "events")
@@ -42,6 +43,7 @@ def make_app() -> Celery:
         worker_send_task_events=False,
         enable_utc=True,
         timezone="UTC",
+        beat_schedule=BEAT_SCHEDULE,
     )
     return app
 
