@@ -6,7 +6,7 @@ from typing import Any
 
 import structlog
 from celery import Celery, signals
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from worker.logconfig import configure_logging
 from worker.schedules import BEAT_SCHEDULE
@@ -15,6 +15,15 @@ from worker.settings import get_settings
 QUEUES = ("jobs", "checks", "events")
 # Another service's Celery app sends to "celery" unless it routes; we take those jobs too.
 DEFAULT_INTAKE = "celery"
+ALL_QUEUES = (*QUEUES, DEFAULT_INTAKE)
+
+
+def transport_options(broker_url: str) -> dict[str, Any]:
+    """Redis redelivers an unacknowledged message after the visibility timeout; it must exceed
+    the longest task, or a slow job runs twice."""
+    if broker_url.startswith(("redis://", "rediss://")):
+        return {"visibility_timeout": 3600}
+    return {}
 
 
 def make_app() -> Celery:
@@ -29,7 +38,9 @@ def make_app() -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=4,
-        task_queues=[Queue(name) for name in (*QUEUES, DEFAULT_INTAKE)],
+        # Each queue its own direct exchange and key: a shared key would copy every message
+        # into every queue.
+        task_queues=[Queue(n, Exchange(n, type="direct"), routing_key=n) for n in ALL_QUEUES],
         task_default_queue="jobs",
         task_routes={
             "accounts.check": {"queue": "checks"},
@@ -37,7 +48,7 @@ def make_app() -> Celery:
             "events.*": {"queue": "events"},
         },
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600},
+        broker_transport_options=transport_options(settings.broker_url),
         result_expires=7 * 24 * 3600,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
