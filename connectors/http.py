@@ -17,6 +17,8 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from connectors.base import ErrorCode, ProviderError, TemporaryFailure
 
 Classifier = Callable[[httpx.Response], ProviderError | None]
+# Sees every response before it is classified, e.g. to read a provider's throttling headers.
+Observer = Callable[[httpx.Response], None]
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -31,13 +33,15 @@ class RetryPolicy:
 
 
 class SlidingWindowLimiter:
-    """At most `limit` calls per `period` seconds for each key (say, one provider account)."""
+    """At most `limit` calls per `period` seconds for each key (say, one provider account), and a
+    pause per key when the provider tells us to slow down."""
 
     def __init__(self, limit: int, period: float, clock: Callable[[], float] = time.monotonic):
         self.limit = limit
         self.period = period
         self._clock = clock
         self._calls: dict[str, deque[float]] = {}
+        self._paused_until: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def acquire(self, key: str, sleep: Sleep = asyncio.sleep) -> None:
@@ -46,6 +50,11 @@ class SlidingWindowLimiter:
             calls = self._calls.setdefault(key, deque())
             while True:
                 now = self._clock()
+                # Read on every turn: a deferral may arrive while we wait.
+                paused = self._paused_until.get(key, 0.0) - now
+                if paused > 0:
+                    await sleep(paused)
+                    continue
                 while calls and calls[0] <= now - self.period:
                     calls.popleft()
                 if len(calls) < self.limit:
@@ -54,10 +63,16 @@ class SlidingWindowLimiter:
                 await sleep(calls[0] + self.period - now)
 
     def defer(self, key: str, seconds: float) -> None:
-        """The provider told us to slow down: fill the window so nothing goes out for `seconds`."""
-        now = self._clock()
-        start = now + seconds - self.period
-        self._calls[key] = deque([start] * self.limit)
+        """The provider told us to slow down: nothing goes out for `seconds` (a longer pause
+        already in force is kept)."""
+        if seconds <= 0:
+            return
+        until = self._clock() + seconds
+        self._paused_until[key] = max(self._paused_until.get(key, 0.0), until)
+
+    def paused_for(self, key: str) -> float:
+        """Seconds until calls for `key` may go out again because of a deferral."""
+        return max(0.0, self._paused_until.get(key, 0.0) - self._clock())
 
 
 def default_transport() -> httpx.AsyncBaseTransport:
@@ -78,11 +93,14 @@ class HttpLayer:
         timeout: float = 10.0,
         retry: RetryPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._transport = transport
         self._timeout = timeout
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
+        # Tests inject a sleep that only records; the clock must then advance with it.
+        self.clock = clock
         self._client: httpx.AsyncClient | None = None
         self.limiters: dict[str, SlidingWindowLimiter] = {}
 
@@ -98,7 +116,7 @@ class HttpLayer:
 
     def limiter(self, provider: str, limit: int, period: float) -> SlidingWindowLimiter:
         if provider not in self.limiters:
-            self.limiters[provider] = SlidingWindowLimiter(limit, period)
+            self.limiters[provider] = SlidingWindowLimiter(limit, period, self.clock)
         return self.limiters[provider]
 
     async def request(
@@ -109,11 +127,13 @@ class HttpLayer:
         classify: Classifier,
         limiter: SlidingWindowLimiter | None = None,
         limit_key: str = "",
+        observe: Observer | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
         """Send with retries; return the response `classify` accepts, or raise its failure."""
         policy = self.retry
-        started = time.monotonic()
+        clock = self.clock
+        started = clock()
 
         def wait(state: RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
@@ -121,14 +141,14 @@ class HttpLayer:
             delay = random.uniform(backoff / 2, backoff)
             if isinstance(error, ProviderError) and error.retry_after is not None:
                 delay = max(delay, error.retry_after)
-            remaining = policy.max_total_wait - (time.monotonic() - started)
+            remaining = policy.max_total_wait - (clock() - started)
             return max(0.0, min(delay, remaining))
 
         def give_up(state: RetryCallState) -> bool:
             error = state.outcome.exception() if state.outcome else None
             if isinstance(error, ProviderError) and error.retry_after is not None:
                 # Waiting past the budget would only delay the same answer.
-                if error.retry_after > policy.max_total_wait - (time.monotonic() - started):
+                if error.retry_after > policy.max_total_wait - (clock() - started):
                     return True
             return state.attempt_number >= policy.attempts
 
@@ -141,7 +161,7 @@ class HttpLayer:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._once(method, url, classify, limiter, limit_key, kwargs)
+                return await self._once(method, url, classify, limiter, limit_key, observe, kwargs)
         raise AssertionError("unreachable: tenacity reraises the last failure")
 
     async def _once(
@@ -151,6 +171,7 @@ class HttpLayer:
         classify: Classifier,
         limiter: SlidingWindowLimiter | None,
         limit_key: str,
+        observe: Observer | None,
         kwargs: dict[str, Any],
     ) -> httpx.Response:
         if limiter is not None:
@@ -166,6 +187,8 @@ class HttpLayer:
                 ErrorCode.PROVIDER_UNAVAILABLE,
                 f"could not reach the provider ({type(exc).__name__})",
             ) from exc
+        if observe is not None:
+            observe(response)
         failure = classify(response)
         if failure is not None:
             if limiter is not None and failure.retry_after:

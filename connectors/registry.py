@@ -4,12 +4,15 @@ private event loop so synchronous job code can call the async connectors."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from connectors.base import Connector
+from connectors.fortnox import FortnoxConnector, FortnoxSettings
 from connectors.http import HttpLayer
+from connectors.shopify import ShopifyConnector, ShopifySettings
 from connectors.stripe import StripeConnector, StripeSettings
 
 T = TypeVar("T")
@@ -18,6 +21,8 @@ T = TypeVar("T")
 @dataclass
 class ConnectorSettings:
     stripe: StripeSettings = field(default_factory=StripeSettings)
+    shopify: ShopifySettings = field(default_factory=ShopifySettings)
+    fortnox: FortnoxSettings = field(default_factory=FortnoxSettings)
 
 
 def connector_settings(settings: Any) -> ConnectorSettings:
@@ -29,16 +34,41 @@ def connector_settings(settings: Any) -> ConnectorSettings:
             platform_key=settings.stripe_platform_key,
             connect_client_id=settings.stripe_connect_client_id,
         ),
+        shopify=ShopifySettings(
+            base_url=settings.shopify_base_url,
+            client_id=settings.shopify_client_id,
+            client_secret=settings.shopify_client_secret,
+            previous_client_secret=settings.shopify_previous_client_secret,
+        ),
+        fortnox=FortnoxSettings(
+            api_base_url=settings.fortnox_api_base_url,
+            auth_base_url=settings.fortnox_auth_base_url,
+            client_id=settings.fortnox_client_id,
+            client_secret=settings.fortnox_client_secret,
+        ),
     )
+
+
+def _real_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class Connectors:
     """Every connector of the process, keyed by account type."""
 
-    def __init__(self, settings: ConnectorSettings, http: HttpLayer | None = None) -> None:
+    def __init__(
+        self,
+        settings: ConnectorSettings,
+        http: HttpLayer | None = None,
+        *,
+        clock: Callable[[], datetime] = _real_now,
+    ) -> None:
+        """`clock` dates token expiries; give it the service's clock where tests freeze time."""
         self.http = http or HttpLayer()
         self.by_type: dict[str, Connector] = {
             "stripe": StripeConnector(settings.stripe, self.http),
+            "shopify": ShopifyConnector(settings.shopify, self.http, clock),
+            "fortnox": FortnoxConnector(settings.fortnox, self.http, clock),
         }
         self._runner: asyncio.Runner | None = None
 

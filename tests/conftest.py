@@ -12,11 +12,15 @@ from cryptography.fernet import Fernet
 from sqlalchemy import text
 
 from connectors import Connectors, ConnectorSettings
+from connectors.fortnox import FortnoxSettings
 from connectors.http import HttpLayer, RetryPolicy
+from connectors.shopify import ShopifySettings
 from connectors.stripe import StripeSettings
 from models import Base, Database
 from models.migrate import upgrade
 from tests import services
+from tests.simulators.fortnox import FortnoxSimulator
+from tests.simulators.shopify import ShopifySimulator
 from tests.simulators.stripe import StripeSimulator
 from worker.service.deps import Deps
 from worker.vault import Vault
@@ -86,13 +90,18 @@ def _reset_simulators(request: pytest.FixtureRequest) -> Iterator[None]:
     if "stripe_sim" in request.fixturenames:
         sim = request.getfixturevalue("stripe_sim")
         sim.script.clear()
+    for name in ("shopify_sim", "fortnox_sim"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name).reset()
 
 
 FAST_RETRY = RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.05, max_total_wait=2.0)
 
 
 @pytest.fixture
-def connector_settings(stripe_sim: StripeSimulator) -> ConnectorSettings:
+def connector_settings(
+    stripe_sim: StripeSimulator, shopify_sim: ShopifySimulator, fortnox_sim: FortnoxSimulator
+) -> ConnectorSettings:
     from pydantic import SecretStr
 
     return ConnectorSettings(
@@ -100,7 +109,18 @@ def connector_settings(stripe_sim: StripeSimulator) -> ConnectorSettings:
             api_base_url=stripe_sim.url,
             connect_base_url=stripe_sim.url,
             platform_key=SecretStr(stripe_sim.platform_key),
-        )
+        ),
+        shopify=ShopifySettings(
+            base_url=shopify_sim.url + "/{shop}",
+            client_id=shopify_sim.client_id,
+            client_secret=SecretStr(shopify_sim.client_secret),
+        ),
+        fortnox=FortnoxSettings(
+            api_base_url=fortnox_sim.url,
+            auth_base_url=fortnox_sim.url,
+            client_id=fortnox_sim.client_id,
+            client_secret=SecretStr(fortnox_sim.client_secret),
+        ),
     )
 
 
