@@ -1,0 +1,15 @@
+# One image for every process of the worker: migrate, ingest, worker, beat, fortnox-stream.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY models ./models
+COPY connectors ./connectors
+COPY worker ./worker
+RUN pip install --no-cache-dir . && useradd --system --uid 10001 connections
+
+USER connections
+ENV CONNECTIONS_LOG_FORMAT=json
+CMD ["connections", "ingest", "--host", "0.0.0.0", "--port", "8000"]
