@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import hashlib
 import re
 from datetime import datetime
 from typing import Any, ClassVar
@@ -10,13 +11,21 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 
-from connectors.base import Authorized, CheckResult, ErrorCode, PermanentFailure, ProviderError
+from connectors.base import (
+    Authorized,
+    CheckResult,
+    ErrorCode,
+    PermanentFailure,
+    ProviderError,
+    TemporaryFailure,
+)
 from connectors.http import HttpLayer, common_failure
 
 API_KEY = re.compile(r"^(sk|rk)_(live|test)_[A-Za-z0-9]{8,}$")
 WEBHOOK_SECRET = re.compile(r"^whsec_[A-Za-z0-9+/=]{8,}$")
 ACCOUNT_ID = re.compile(r"^acct_[A-Za-z0-9]{6,}$")
 REVOKED = re.compile(r"does not have access to account|access may have been revoked", re.I)
+SECRET = re.compile(r"\b(sk_live|sk_test|rk_live|rk_test|whsec)_[A-Za-z0-9*]{8,}")
 
 
 class StripeSettings(BaseModel):
@@ -131,7 +140,7 @@ class StripeConnector:
             headers=self._headers(credentials, connection),
             classify=_classify_api,
             limiter=self.limiter,
-            limit_key=connection.get("stripe_account_id") or credentials.get("api_key", "")[-12:],
+            limit_key=connection.get("stripe_account_id") or _key_digest(credentials),
         )
         body = response.json()
         return body if isinstance(body, dict) else {}
@@ -162,6 +171,11 @@ class StripeConnector:
         return self.settings.platform_key.get_secret_value()
 
 
+def _key_digest(credentials: dict[str, Any]) -> str:
+    """A limiter key for an API-key account that is not the key itself."""
+    return hashlib.sha256(str(credentials.get("api_key")).encode()).hexdigest()[:16]
+
+
 def _error_message(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -179,25 +193,45 @@ def _classify_api(response: httpx.Response) -> ProviderError | None:
     if response.is_success:
         return None
     message = _error_message(response)
+    # A Connect account that deauthorized the platform answers 403 (older API versions 401)
+    # with this wording; it is the connection that is gone, not the key.
+    if response.status_code in (401, 403) and REVOKED.search(message):
+        return PermanentFailure(
+            ErrorCode.CONNECTION_REVOKED,
+            "the platform has no access to this Stripe account: its owner revoked the "
+            "application, or it was never connected; connect it again",
+        )
     if response.status_code == 401:
         return PermanentFailure(
             ErrorCode.CREDENTIALS_INVALID, "Stripe rejected the API key; it may have been rolled"
         )
     if response.status_code == 403:
-        if REVOKED.search(message):
-            return PermanentFailure(
-                ErrorCode.CONNECTION_REVOKED, "the Stripe account revoked our application's access"
-            )
         return PermanentFailure(
             ErrorCode.PERMISSION_MISSING,
             "the Stripe key lacks a permission this check needs; use a key with read access",
         )
+    should_retry = response.headers.get("Stripe-Should-Retry")
+    if should_retry == "true" or response.status_code == 409:
+        # Stripe says a retry may succeed (a lock timeout, an idempotency conflict).
+        return TemporaryFailure(
+            ErrorCode.PROVIDER_UNAVAILABLE,
+            f"Stripe answered {response.status_code} and asked for a retry",
+        )
     common = common_failure(response, "Stripe")
+    if common is not None and should_retry == "false" and not common.retry_after:
+        # Still a provider problem (degraded), but Stripe says retrying now will not help.
+        return PermanentFailure(common.code, common.message)
     if common is not None:
         return common
     return PermanentFailure(
-        ErrorCode.CREDENTIALS_INVALID, f"Stripe answered {response.status_code}: {message}"[:300]
+        ErrorCode.CREDENTIALS_INVALID,
+        scrub_keys(f"Stripe answered {response.status_code}: {message}")[:300],
     )
+
+
+def scrub_keys(text: str) -> str:
+    """Stripe's messages may quote a key; keep at most its last four characters."""
+    return SECRET.sub(lambda m: f"{m.group(1)}_****{m.group(0)[-4:]}", text)
 
 
 def _classify_oauth(response: httpx.Response) -> ProviderError | None:

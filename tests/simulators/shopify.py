@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -172,7 +173,7 @@ class ShopifySimulator(Simulator):
         if request.headers.get("content-type", "").startswith("application/json"):
             body = await request.json()
         else:
-            body = dict(await request.form())
+            body = dict(parse_qsl((await request.body()).decode()))
         if body.get("client_id") != self.client_id or not hmac.compare_digest(
             str(body.get("client_secret", "")), self.client_secret
         ):

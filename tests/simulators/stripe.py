@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import threading
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -102,7 +103,8 @@ class StripeSimulator(Simulator):
         key = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if key != self.platform_key:
             return _error(401, "Invalid API Key provided")
-        form = await request.form()
+        # Parsed by hand: Starlette's form parser needs python-multipart, a dependency we avoid.
+        form = dict(parse_qsl((await request.body()).decode()))
         code = str(form.get("code", ""))
         with self._lock:
             account_id = self.codes.pop(code, None)
