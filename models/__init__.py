@@ -13,7 +13,7 @@ from models.account import (
 )
 from models.base import Base
 from models.clock import utc_now
-from models.events import InboundEvent, InboundStatus, OutboxEvent
+from models.events import AccountEventMark, InboundEvent, InboundStatus, OutboxEvent
 from models.job import Job
 from models.provider import ProviderIncident, StreamOffset
 from models.session import Database, after_commit
@@ -21,6 +21,7 @@ from models.session import Database, after_commit
 __all__ = [
     "Account",
     "AccountError",
+    "AccountEventMark",
     "AccountStatus",
     "AccountType",
     "Base",

@@ -7,7 +7,16 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
@@ -33,6 +42,14 @@ class InboundEvent(Base):
             postgresql_where=text("status = 'received'"),
             sqlite_where=text("status = 'received'"),
         ),
+        # What an operator lists and replays: unroutable and failed events.
+        Index(
+            "ix_inbound_events_attention",
+            "status",
+            "received_at",
+            postgresql_where=text("status IN ('unroutable', 'failed')"),
+            sqlite_where=text("status IN ('unroutable', 'failed')"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -48,6 +65,23 @@ class InboundEvent(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(default=utc_now)
     processed_at: Mapped[datetime | None]
+    # What processing did, in words ("status disconnected", "older than the last applied event").
+    effect: Mapped[str | None] = mapped_column(Text)
+    # After a failed attempt: when the retry is due; the sweeper leaves the row alone until then.
+    next_attempt_at: Mapped[datetime | None]
+
+
+class AccountEventMark(Base):
+    """The provider time of the newest event applied to an account: an older event arriving
+    later is recorded but never overrides what the newer one set."""
+
+    __tablename__ = "account_event_marks"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_event_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
 
 
 class OutboxEvent(Base):

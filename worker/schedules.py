@@ -5,4 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-BEAT_SCHEDULE: dict[str, dict[str, Any]] = {}
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    # Provider events still unprocessed a minute after they arrived lost their queue message.
+    "events-sweep": {"task": "events.sweep", "schedule": 30.0, "options": {"expires": 30}},
+    # Workers kick the relay after processing; this publishes whatever a kick missed.
+    "events-relay": {"task": "events.relay", "schedule": 2.0, "options": {"expires": 10}},
+}

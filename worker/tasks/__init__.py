@@ -1,5 +1,5 @@
 """Celery tasks; each is thin: parse, call one service function, map the outcome to a result."""
 
-from worker.tasks import accounts, integrations
+from worker.tasks import accounts, events, integrations
 
-__all__ = ["accounts", "integrations"]
+__all__ = ["accounts", "events", "integrations"]

@@ -1,0 +1,419 @@
+"""The inbox of provider events: stored once by (provider, event id), processed once, and what
+needs a person (unroutable, failed) listed and replayed. No Celery here: callers queue ids."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, func, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from connectors import ErrorCode
+from connectors.webhooks import ParsedEvent
+from models import (
+    Account,
+    AccountEventMark,
+    Database,
+    InboundEvent,
+    InboundStatus,
+    StreamOffset,
+    utc_now,
+)
+from worker.service import provider_events
+from worker.service.outcomes import Reason, Rejected
+from worker.service.records import emit, open_error
+from worker.service.views import iso
+
+log = structlog.get_logger(__name__)
+
+MAX_ATTEMPTS = 8
+RETRY_BASE_SECONDS = 5.0
+RETRY_MAX_SECONDS = 1800.0
+SWEEP_GRACE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A verified event to store; `account_id` when the path already named the account."""
+
+    event: ParsedEvent
+    account_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Stored:
+    status: str  # "accepted" (new row) or "duplicate" (the provider sent it before)
+    id: uuid.UUID
+
+
+@dataclass
+class ProcessReport:
+    processed: int = 0
+    unroutable: int = 0
+    failed: int = 0
+    skipped: int = 0  # already processed, or being processed by another worker right now
+    retry: dict[uuid.UUID, float] = field(default_factory=dict)  # id -> seconds to wait
+    emitted: int = 0  # outbox events written
+
+
+# -- storing ----------------------------------------------------------------------------------
+
+
+def store_events(conn: Connection, items: Sequence[Incoming]) -> list[Stored]:
+    """Insert each new event in the caller's transaction; repeats of a stored event (also within
+    `items`) answer `duplicate` with the stored row's id. One statement for the whole group."""
+    now = utc_now()
+    first: dict[tuple[str, str], uuid.UUID] = {}
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        key = (item.event.provider, item.event.event_id)
+        if key in first:
+            continue
+        first[key] = uuid.uuid4()
+        rows.append(_row(first[key], item, now))
+    inserter = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        inserter(InboundEvent)
+        .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
+        .returning(InboundEvent.id)
+    )
+    inserted = set(conn.execute(statement, rows).scalars()) if rows else set()
+    known: dict[tuple[str, str], uuid.UUID] = {}
+    missing = [key for key, new_id in first.items() if new_id not in inserted]
+    if missing:
+        query = select(
+            InboundEvent.provider, InboundEvent.provider_event_id, InboundEvent.id
+        ).where(tuple_(InboundEvent.provider, InboundEvent.provider_event_id).in_(missing))
+        known = {(p, e): i for p, e, i in conn.execute(query)}
+    answers: list[Stored] = []
+    told: set[tuple[str, str]] = set()
+    for item in items:
+        key = (item.event.provider, item.event.event_id)
+        if key in known:
+            answers.append(Stored("duplicate", known[key]))
+        elif key not in told and first[key] in inserted:
+            told.add(key)
+            answers.append(Stored("accepted", first[key]))
+        else:
+            answers.append(Stored("duplicate", first[key]))
+    return answers
+
+
+def store_stream_events(
+    conn: Connection, stream: str, items: Sequence[Incoming], offsets: dict[str, int]
+) -> list[Stored]:
+    """Store events read from a stream and, in the same transaction, the newest offset per
+    topic: an offset is never stored ahead of its event."""
+    stored = store_events(conn, items)
+    now = utc_now()
+    for topic, offset in offsets.items():
+        if conn.dialect.name == "postgresql":
+            pg = postgresql.insert(StreamOffset).values(
+                stream=stream, topic=topic, offset=offset, updated_at=now
+            )
+            upsert: Any = pg.on_conflict_do_update(
+                index_elements=["stream", "topic"],
+                set_={
+                    "offset": func.greatest(StreamOffset.offset, pg.excluded.offset),
+                    "updated_at": now,
+                },
+            )
+        else:
+            lite = sqlite.insert(StreamOffset).values(
+                stream=stream, topic=topic, offset=offset, updated_at=now
+            )
+            upsert = lite.on_conflict_do_update(
+                index_elements=["stream", "topic"],
+                set_={"offset": func.max(StreamOffset.offset, lite.excluded.offset)},
+            )
+        conn.execute(upsert)
+    return stored
+
+
+def stream_offsets(session: Session, stream: str) -> dict[str, int]:
+    query = select(StreamOffset.topic, StreamOffset.offset).where(StreamOffset.stream == stream)
+    return {topic: offset for topic, offset in session.execute(query)}
+
+
+def _row(new_id: uuid.UUID, item: Incoming, now: datetime) -> dict[str, Any]:
+    event = item.event
+    return {
+        "id": new_id,
+        "provider": event.provider,
+        "provider_event_id": event.event_id,
+        "topic": event.topic,
+        "route_key": event.route_key,
+        "account_id": item.account_id,
+        "payload": event.payload,
+        "occurred_at": event.occurred_at,
+        "status": InboundStatus.RECEIVED.value,
+        "attempts": 0,
+        "received_at": now,
+    }
+
+
+# -- processing -------------------------------------------------------------------------------
+
+
+class _Isolate(Exception):
+    """One event of a batch failed: redo the batch with each event in its own savepoint."""
+
+
+def process_events(db: Database, ids: Sequence[uuid.UUID]) -> ProcessReport:
+    """Process the still-unprocessed events among `ids`, all in one transaction: the row is
+    claimed (locked, status checked), the effect applied and the row stamped together, so a
+    crash at any point leaves either everything or nothing, and a repeat finds nothing to do."""
+    try:
+        with db.unit_of_work() as session:
+            return _process(session, ids, isolate=False)
+    except _Isolate:
+        pass
+    with db.unit_of_work() as session:
+        return _process(session, ids, isolate=True)
+
+
+def _process(session: Session, ids: Sequence[uuid.UUID], *, isolate: bool) -> ProcessReport:
+    report = ProcessReport()
+    rows = list(
+        session.scalars(
+            select(InboundEvent)
+            .where(InboundEvent.id.in_(ids), InboundEvent.status == InboundStatus.RECEIVED)
+            .order_by(InboundEvent.received_at, InboundEvent.id)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    report.skipped = len(set(ids)) - len(rows)
+    if not rows:
+        return report
+    targets = provider_events.route(session, rows)
+    accounts = {a.id: a for found in targets.values() for a in found}
+    marks = {
+        m.account_id: m
+        for m in session.scalars(
+            select(AccountEventMark).where(AccountEventMark.account_id.in_(list(accounts)))
+        )
+    }
+    integrations = provider_events.integration_ids(session, accounts.values())
+    now = utc_now()
+    for row in rows:
+        found = targets[row.id]
+        if not isolate:
+            try:
+                report.emitted += _apply(session, row, found, marks, integrations, now)
+            except Exception as exc:
+                raise _Isolate from exc
+            continue
+        try:
+            with session.begin_nested():
+                report.emitted += _apply(session, row, found, marks, integrations, now)
+        except Exception as exc:
+            log.warning(
+                "event_processing_failed",
+                inbox_id=str(row.id),
+                provider=row.provider,
+                topic=row.topic,
+                error=type(exc).__name__,
+            )
+            for account in found:
+                # A mark added or moved inside the rolled-back savepoint is gone: reload it.
+                marks.pop(account.id, None)
+                kept = session.get(AccountEventMark, account.id)
+                if kept is not None:
+                    marks[account.id] = kept
+            _failed(session, row, found, exc, now, report)
+    for row in rows:
+        if row.status == InboundStatus.PROCESSED:
+            report.processed += 1
+        elif row.status == InboundStatus.UNROUTABLE:
+            report.unroutable += 1
+    return report
+
+
+def _apply(
+    session: Session,
+    row: InboundEvent,
+    accounts: list[Account],
+    marks: dict[uuid.UUID, AccountEventMark],
+    integrations: dict[uuid.UUID, list[str]],
+    now: datetime,
+) -> int:
+    if not accounts:
+        row.status = InboundStatus.UNROUTABLE
+        row.last_error = f"no {row.provider} account matches {row.route_key or 'this event'}"
+        row.next_attempt_at = None
+        return 0
+    handler = provider_events.handler_for(row.provider, row.topic)
+    when = row.occurred_at or row.received_at
+    effects: list[str] = []
+    for account in accounts:
+        mark = marks.get(account.id)
+        applied = True
+        if handler.sets_state and mark is not None and when < mark.last_event_at:
+            applied = False
+            effect = f"not applied: older than the event applied at {iso(mark.last_event_at)}"
+        else:
+            effect = handler.apply(session, account, row).description
+            if handler.sets_state:
+                if mark is None:
+                    mark = AccountEventMark(account_id=account.id, last_event_at=when)
+                    session.add(mark)
+                    marks[account.id] = mark
+                else:
+                    mark.last_event_at = when
+        effects.append(effect if len(accounts) == 1 else f"{account.id}: {effect}")
+        emit(
+            session,
+            "provider.event",
+            account.org_id,
+            account,
+            {
+                "provider": row.provider,
+                "topic": row.topic,
+                "event_id": str(row.id),
+                "provider_event_id": row.provider_event_id,
+                "occurred_at": iso(row.occurred_at),
+                "payload": row.payload,
+                "integrations": integrations.get(account.id, []),
+                "applied": applied,
+            },
+        )
+    row.account_id = accounts[0].id
+    row.status = InboundStatus.PROCESSED
+    row.processed_at = now
+    row.effect = "; ".join(effects)
+    row.last_error = None
+    row.next_attempt_at = None
+    return len(accounts)
+
+
+def retry_delay(attempts: int) -> float:
+    return float(min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1)))
+
+
+def _failed(
+    session: Session,
+    row: InboundEvent,
+    accounts: list[Account],
+    exc: Exception,
+    now: datetime,
+    report: ProcessReport,
+) -> None:
+    row.attempts += 1
+    row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+    if row.attempts < MAX_ATTEMPTS:
+        delay = retry_delay(row.attempts)
+        row.next_attempt_at = now + timedelta(seconds=delay)
+        report.retry[row.id] = delay
+        return
+    row.status = InboundStatus.FAILED
+    row.next_attempt_at = None
+    report.failed += 1
+    message = (
+        f"a {row.provider} event ({row.topic}) could not be processed after {row.attempts} "
+        f"attempts: {row.last_error}; it is kept and can be replayed"
+    )[:1000]
+    for account in accounts:
+        open_error(session, account, ErrorCode.EVENT_UNPROCESSABLE, message, "event")
+
+
+# -- sweeping, listing, replaying -------------------------------------------------------------
+
+
+def due_for_requeue(
+    session: Session, grace: timedelta = SWEEP_GRACE, limit: int = 5000
+) -> list[uuid.UUID]:
+    """Events still `received` well after they arrived (their queue message was lost, or a
+    worker died holding it) whose retry, if any, is due."""
+    now = utc_now()
+    query = (
+        select(InboundEvent.id)
+        .where(
+            InboundEvent.status == InboundStatus.RECEIVED,
+            InboundEvent.received_at < now - grace,
+            (InboundEvent.next_attempt_at.is_(None)) | (InboundEvent.next_attempt_at <= now),
+        )
+        .order_by(InboundEvent.received_at)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def list_events(
+    session: Session, status: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Newest first; by default what needs attention (unroutable and failed)."""
+    query = select(InboundEvent).order_by(InboundEvent.received_at.desc()).limit(limit)
+    if status is None:
+        query = query.where(
+            InboundEvent.status.in_([InboundStatus.UNROUTABLE, InboundStatus.FAILED])
+        )
+    elif status != "all":
+        if status not in {s.value for s in InboundStatus}:
+            known = ", ".join([*(s.value for s in InboundStatus), "all"])
+            raise Rejected(Reason.INVALID, f"unknown status {status!r}; one of: {known}")
+        query = query.where(InboundEvent.status == status)
+    return [event_view(row) for row in session.scalars(query)]
+
+
+def replay(session: Session, ref: str) -> dict[str, Any]:
+    """Put an unroutable or failed event back to `received`; the caller queues it after commit.
+    `ref` is the inbox id, or the provider's event id when that names one event."""
+    row = _find(session, ref)
+    if row.status == InboundStatus.PROCESSED:
+        raise Rejected(Reason.INVALID, "the event was processed; replaying it would apply it twice")
+    row.status = InboundStatus.RECEIVED
+    row.attempts = 0
+    row.last_error = None
+    row.next_attempt_at = None
+    row.effect = None
+    session.flush()
+    return event_view(row)
+
+
+def _find(session: Session, ref: str) -> InboundEvent:
+    try:
+        key = uuid.UUID(ref)
+    except ValueError:
+        rows = list(
+            session.scalars(
+                select(InboundEvent).where(InboundEvent.provider_event_id == ref).with_for_update()
+            )
+        )
+        if len(rows) > 1:
+            raise Rejected(
+                Reason.INVALID, f"{ref!r} names events of several providers; give the inbox id"
+            ) from None
+        if not rows:
+            raise Rejected(Reason.NOT_FOUND, f"no stored event {ref!r}") from None
+        return rows[0]
+    row = session.scalars(
+        select(InboundEvent).where(InboundEvent.id == key).with_for_update()
+    ).first()
+    if row is None:
+        raise Rejected(Reason.NOT_FOUND, f"no stored event {ref}")
+    return row
+
+
+def event_view(row: InboundEvent) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "provider": row.provider,
+        "provider_event_id": row.provider_event_id,
+        "topic": row.topic,
+        "route_key": row.route_key,
+        "account_id": str(row.account_id) if row.account_id else None,
+        "status": row.status,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "effect": row.effect,
+        "occurred_at": iso(row.occurred_at),
+        "received_at": iso(row.received_at),
+        "processed_at": iso(row.processed_at),
+        "next_attempt_at": iso(row.next_attempt_at),
+    }
