@@ -120,6 +120,8 @@ def connector_settings(
             auth_base_url=fortnox_sim.url,
             client_id=fortnox_sim.client_id,
             client_secret=SecretStr(fortnox_sim.client_secret),
+            # Fortnox's 429 names no wait; a short one keeps tests from pausing 5 s.
+            rate_limited_wait=0.05,
         ),
     )
 
