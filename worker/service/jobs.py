@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from models import Database, Job, utc_now
@@ -54,9 +54,17 @@ def run_job(
     except Rejected as exc:
         result = _result(job_id, request, exc.status, exc.reason.value, exc.message, None)
         result.update(exc.extra)
-        with db.unit_of_work() as session:
-            _finish(session, job_id, result)
-        return result
+    except OperationalError:
+        raise  # the database is unreachable: nothing can be stored; the task retries later
+    except Exception as exc:
+        # A bug or a broken dependency: answer and store `failed` rather than leave a job that
+        # never ends; the traceback goes to the log, not to the caller.
+        log.exception("job_crashed", job_id=job_id, job=name)
+        message = f"internal error ({type(exc).__name__}); the job can be sent again"
+        result = _result(job_id, request, "failed", None, message, None)
+    with db.unit_of_work() as session:
+        _finish(session, job_id, result)
+    return result
 
 
 def stored_result(session: Session, job_id: str) -> dict[str, Any] | None:
