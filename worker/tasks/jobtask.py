@@ -8,6 +8,7 @@ import structlog
 from celery import Task
 from sqlalchemy.exc import OperationalError
 
+from worker.metrics import JOB_SECONDS, JOBS
 from worker.runtime import get_deps
 from worker.service.deps import Deps
 from worker.service.jobs import JobInProgress, Work, run_job
@@ -46,14 +47,16 @@ def execute(
         job_id=job_id, org_id=org_id if isinstance(org_id, str) else None
     )
     deps: Deps = get_deps()
-    result = run_job(
-        deps.db,
-        job_id=job_id,
-        name=task.name,
-        request_id=request_id,
-        org_id=org_id,
-        work=unknown_arguments(extra) or work,
-    )
+    with JOB_SECONDS.labels(task.name).time():
+        result = run_job(
+            deps.db,
+            job_id=job_id,
+            name=task.name,
+            request_id=request_id,
+            org_id=org_id,
+            work=unknown_arguments(extra) or work,
+        )
+    JOBS.labels(task.name, result["status"]).inc()
     log.info(
         "job_finished",
         status=result["status"],
