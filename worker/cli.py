@@ -276,6 +276,85 @@ def jobs_show(job_id: str, as_json: bool) -> None:
     _emit(result, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
 
 
+@main.group()
+def webhooks() -> None:
+    """Look at stored provider events and replay the unroutable or failed ones."""
+
+
+@webhooks.command("list")
+@click.option(
+    "--status",
+    default=None,
+    help="received, processed, unroutable, failed or all (default: unroutable and failed)",
+)
+@click.option("--limit", default=100, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True)
+def webhooks_list(status: str | None, limit: int, as_json: bool) -> None:
+    from worker.service import inbox
+    from worker.service.outcomes import Rejected
+
+    deps = _deps()
+    try:
+        with deps.db.unit_of_work() as session:
+            rows = inbox.list_events(session, status, limit)
+    except Rejected as exc:
+        _fail(exc.message)
+    _emit(
+        rows,
+        as_json,
+        lambda rs: (
+            "\n".join(
+                f"{r['id']}  {r['provider']:8} {r['status']:10} {r['topic']:32} "
+                f"{r['route_key'] or '-'}  attempts {r['attempts']}"
+                + (f"  {r['last_error']}" if r["last_error"] else "")
+                for r in rs
+            )
+            or "no events"
+        ),
+    )
+
+
+@webhooks.command("replay")
+@click.argument("event_id")
+@click.option("--json", "as_json", is_flag=True)
+def webhooks_replay(event_id: str, as_json: bool) -> None:
+    """Process an unroutable or failed event again (by inbox id or provider event id)."""
+    from worker.service import inbox
+    from worker.service.outcomes import Rejected
+
+    deps = _deps()
+    try:
+        with deps.db.unit_of_work() as session:
+            view = inbox.replay(session, event_id)
+    except Rejected as exc:
+        _fail(exc.message)
+    try:
+        from worker.celery_app import app as celery
+        from worker.tasks.events import enqueue
+
+        enqueue(celery, [view["id"]])
+        view["queued"] = True
+    except Exception as exc:  # the row is `received` again: the sweeper queues it
+        view["queued"] = False
+        view["queue_error"] = type(exc).__name__
+    _emit(
+        view,
+        as_json,
+        lambda v: (
+            f"{v['id']} is received again; "
+            + ("queued for processing" if v["queued"] else "the sweeper will queue it")
+        ),
+    )
+
+
+@main.command("fortnox-stream")
+def fortnox_stream() -> None:
+    """Listen to the Fortnox topics stream; every event goes into the inbox."""
+    from worker.fortnox_stream import run
+
+    run(get_settings(), _deps())
+
+
 def _render_details(d: dict[str, Any]) -> str:
     lines = [
         f"{d['name']} ({d['type']}) {d['id']}",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 from starlette.applications import Starlette
 
-from worker.api import health, readapi
+from worker.api import health, ingest, readapi
 from worker.runtime import get_deps
 from worker.service.deps import Deps
 from worker.settings import Settings, get_settings
@@ -17,8 +19,26 @@ def broker_ping() -> None:
         conn.ensure_connection(max_retries=1, timeout=2)
 
 
-def create_app(settings: Settings | None = None, deps: Deps | None = None) -> Starlette:
+def queue_events(ids: list[uuid.UUID]) -> None:
+    from worker.celery_app import app as celery
+    from worker.tasks.events import enqueue
+
+    enqueue(celery, ids)
+
+
+def create_app(
+    settings: Settings | None = None,
+    deps: Deps | None = None,
+    enqueue: ingest.Enqueue | None = None,
+) -> Starlette:
     settings = settings or get_settings()
     deps = deps or get_deps()
     token = settings.service_token.get_secret_value() if settings.service_token else None
-    return Starlette(routes=[*health.routes(deps, broker_ping), *readapi.routes(deps, token)])
+    writer = ingest.InboxWriter(deps.db, enqueue or queue_events)
+    return Starlette(
+        routes=[
+            *health.routes(deps, broker_ping),
+            *readapi.routes(deps, token),
+            *ingest.routes(settings, deps, writer),
+        ]
+    )

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, literal_column, select
 from sqlalchemy.orm import Session
 
 from connectors import ErrorCode
-from models import Account, AccountError, AccountStatus, InboundEvent, IntegrationRef
+from models import Account, AccountError, AccountStatus, Database, InboundEvent, IntegrationRef
 from worker.service.records import open_error, resolve_errors, set_status
 
 SOURCE = "event"
@@ -255,3 +255,27 @@ def integration_ids(session: Session, accounts: Iterable[Account]) -> dict[uuid.
         for account_id, integration_id in session.execute(query):
             found[account_id].append(integration_id)
     return found
+
+
+def record_fortnox_tenants(
+    db: Database, tenant_ids: dict[uuid.UUID, str], refused: Iterable[uuid.UUID]
+) -> None:
+    """What Fortnox's stream said of our tenants: each account's tenant id (events are routed
+    by it), and the accounts whose access token it refused (an error a person must fix)."""
+    refused = set(refused)
+    wanted = sorted(set(tenant_ids) | refused)
+    if not wanted:
+        return
+    with db.unit_of_work() as session:
+        query = select(Account).where(Account.id.in_(wanted)).order_by(Account.id)
+        for account in session.scalars(query.with_for_update()):
+            tenant = tenant_ids.get(account.id)
+            if tenant is not None:
+                _merge_meta(account, {"fortnox_tenant_id": tenant})
+            if account.id in refused:
+                message = (
+                    "Fortnox refused this account's access token for its event stream; "
+                    "connect the account again"
+                )
+                open_error(session, account, ErrorCode.CREDENTIALS_INVALID, message, SOURCE)
+                set_status(session, account, AccountStatus.ERROR, message, SOURCE)
