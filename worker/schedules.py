@@ -10,4 +10,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "events-sweep": {"task": "events.sweep", "schedule": 30.0, "options": {"expires": 30}},
     # Workers kick the relay after processing; this publishes whatever a kick missed.
     "events-relay": {"task": "events.relay", "schedule": 2.0, "options": {"expires": 10}},
+    # Claims the accounts whose check is due and queues them in batches (docs/checks.md). Every
+    # second: an idle tick is one indexed query, and a lost batch waits at most its lease plus
+    # one tick. It queues behind the batches it made, so a busy worker claims no more.
+    "checks-schedule": {"task": "checks.schedule", "schedule": 1.0, "options": {"expires": 30}},
 }

@@ -3,8 +3,12 @@ provider, and record the outcome as status, errors and events."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -30,6 +34,8 @@ NOT_RESOLVED_BY_CHECK = {ErrorCode.EVENT_UNPROCESSABLE.value}
 class Probe:
     account_id: uuid.UUID
     outcome: CheckOutcome
+    # The credentials the check used; a newer version at recording time makes the outcome stale.
+    credentials_version: int | None = None
 
 
 def usable_credentials(deps: Deps, account: Account, connector: Connector) -> dict[str, Any]:
@@ -71,15 +77,84 @@ def probe(deps: Deps, account: Account) -> Probe:
     return Probe(account.id, result)
 
 
-def apply_outcome(session: Session, account: Account, outcome: CheckOutcome, source: str) -> None:
-    """Record what a check found: status only on change, one open error per problem."""
+async def refresh_credentials(
+    deps: Deps, account: Account, connector: Connector, *, ahead: timedelta = timedelta(0)
+) -> tuple[dict[str, Any], int]:
+    """`usable_credentials` for code on the event loop: the same rule (the refresh runs holding
+    the account's row lock, and the new tokens are committed before use), with the blocking
+    lock wait in a thread. `ahead` renews tokens that expire within that time.
+
+    Returns the credentials and their version.
+    """
+    with deps.db.unit_of_work() as session:
+        locked = await asyncio.to_thread(
+            lambda: session.scalars(
+                select(Account).where(Account.id == account.id).with_for_update()
+            ).first()
+        )
+        if locked is None:  # removed meanwhile; the batch will not record it
+            return deps.vault.decrypt(account.credentials), account.credentials_version
+        credentials = deps.vault.decrypt(locked.credentials)
+        if not connector.needs_refresh(credentials, utc_now() + ahead):
+            return credentials, locked.credentials_version  # another worker refreshed first
+        with secrets_known(list(map(str, credentials.values()))):
+            refreshed = await connector.refresh(credentials, locked.connection)
+        locked.credentials = deps.vault.encrypt(refreshed.credentials)
+        locked.credentials_version += 1
+        locked.credentials_expire_at = refreshed.expires_at
+        version = locked.credentials_version
+        log.info("credentials_refreshed", account_id=str(account.id), org_id=account.org_id)
+    return refreshed.credentials, version
+
+
+async def probe_async(
+    deps: Deps,
+    account: Account,
+    *,
+    refresh_ahead: timedelta = timedelta(0),
+    refresh_gate: asyncio.Semaphore | None = None,
+) -> Probe:
+    """`probe` for code on the event loop, so one loop probes many accounts at once.
+
+    `refresh_gate` bounds the refreshes in flight: each holds a row lock and a connection.
+    """
+    connector = deps.connectors.get(account.type)
+    version = account.credentials_version
+    try:
+        credentials = deps.vault.decrypt(account.credentials)
+        if connector.needs_refresh(credentials, utc_now() + refresh_ahead):
+            async with refresh_gate or contextlib.nullcontext():
+                credentials, version = await refresh_credentials(
+                    deps, account, connector, ahead=refresh_ahead
+                )
+        with secrets_known([v for v in credentials.values() if isinstance(v, str)]):
+            result: CheckOutcome = await connector.check(credentials, account.connection)
+    except ProviderError as exc:
+        result = exc
+    return Probe(account.id, result, version)
+
+
+def apply_outcome(
+    session: Session,
+    account: Account,
+    outcome: CheckOutcome,
+    source: str,
+    *,
+    open_codes: Collection[str] | None = None,
+) -> None:
+    """Record what a check found: status only on change, one open error per problem.
+
+    `open_codes`, when the caller already read the account's open errors (a batch does, in one
+    query), spares the query for them on a passing check.
+    """
     account.last_checked_at = utc_now()
     if isinstance(outcome, CheckResult):
         account.consecutive_failures = 0
         if outcome.metadata:
             account.meta = {**account.meta, **outcome.metadata}
-        open_codes = {c.value for c in ErrorCode} - NOT_RESOLVED_BY_CHECK
-        resolve_errors(session, account, open_codes)
+        resolvable = {c.value for c in ErrorCode} - NOT_RESOLVED_BY_CHECK
+        if open_codes is None or resolvable.intersection(open_codes):
+            resolve_errors(session, account, resolvable)
         set_status(session, account, AccountStatus.CONNECTED, "check passed", source)
         return
     account.consecutive_failures += 1
