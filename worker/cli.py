@@ -347,6 +347,37 @@ def webhooks_replay(event_id: str, as_json: bool) -> None:
     )
 
 
+@main.group()
+def incidents() -> None:
+    """Provider outages the scheduled checks detected."""
+
+
+@incidents.command("list")
+@click.option("--limit", default=50, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True)
+def incidents_list(limit: int, as_json: bool) -> None:
+    """Open incidents first, then the most recent ended ones."""
+    from worker.service.incidents import list_incidents
+
+    deps = _deps()
+    with deps.db.unit_of_work() as session:
+        rows = list_incidents(session, limit=limit)
+    _emit(
+        rows,
+        as_json,
+        lambda rs: (
+            "\n".join(
+                f"{r['id']}  {r['provider']:8} {'OPEN' if r['ended_at'] is None else 'ended':6}"
+                f" started {r['started_at']}"
+                f"{' ended ' + r['ended_at'] if r['ended_at'] else ''}"
+                f"  failed checks {r['failed_checks']}  {r['reason']}"
+                for r in rs
+            )
+            or "no incidents"
+        ),
+    )
+
+
 @main.command("fortnox-stream")
 def fortnox_stream() -> None:
     """Listen to the Fortnox topics stream; every event goes into the inbox."""

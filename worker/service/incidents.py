@@ -41,6 +41,9 @@ class IncidentPolicy:
     window_seconds: float = 60.0  # recent checks considered
     min_checks: int = 10  # fewer than this tells nothing either way
     start_share: float = 0.5  # share of recent checks failing with an outage code
+    # Above this share (or with too few checks to tell) the provider is suspect: a temporary
+    # failure is not yet blamed on its account, which is retried instead (see Cadence.hold).
+    suspect_share: float = 0.2
     recover_passes: int = 5  # consecutive passes that end an incident
 
 
@@ -73,11 +76,11 @@ class RecentChecks:
 
 @dataclass
 class Assessment:
-    """What a batch of one provider's checks means: an open incident (or none), and whether
-    recent checks are numerous enough to tell an outage from one account's trouble."""
+    """What a batch of one provider's checks means: an open incident (or none), and whether the
+    provider is suspect (too few recent checks to tell, or many failing) short of an incident."""
 
     incident: ProviderIncident | None
-    conclusive: bool
+    suspect: bool
     started: bool = False
     ended: bool = False
 
@@ -117,16 +120,18 @@ def assess(
     current = open_incident(session, provider)
     if current is None:
         seen = recent.since(provider, now, last_ended_at(session, provider))
-        conclusive = len(seen) >= policy.min_checks
-        if conclusive and sum(seen) >= policy.start_share * len(seen):
-            started = _start(session, provider, outcomes, len(seen), sum(seen), now)
-            return Assessment(started, conclusive=True, started=started is not None)
-        return Assessment(None, conclusive)
+        failed = sum(seen)
+        if len(seen) < policy.min_checks:
+            return Assessment(None, suspect=True)
+        if failed >= policy.start_share * len(seen):
+            started = _start(session, provider, outcomes, len(seen), failed, now)
+            return Assessment(started, suspect=True, started=True)
+        return Assessment(None, suspect=failed >= policy.suspect_share * len(seen))
     seen = recent.since(provider, now, current.started_at)
     trailing = len(seen) - max((i + 1 for i, failed in enumerate(seen) if failed), default=0)
     if trailing >= policy.recover_passes and _end(session, current, now):
-        return Assessment(None, conclusive=True, ended=True)
-    return Assessment(current, conclusive=True)
+        return Assessment(None, suspect=False, ended=True)
+    return Assessment(current, suspect=True)
 
 
 def count_failures(session: Session, incident: ProviderIncident, failures: int) -> None:
@@ -155,7 +160,7 @@ def _start(
     checks: int,
     failures: int,
     now: datetime,
-) -> ProviderIncident | None:
+) -> ProviderIncident:
     _lock_provider(session, provider)
     existing = open_incident(session, provider)
     if existing is not None:

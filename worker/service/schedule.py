@@ -51,7 +51,7 @@ class Cadence:
     # A temporary failure flips a healthy account to degraded only when it repeats: the retry
     # comes after the provider's other checks have shown whether it is an outage.
     confirm_after: int = 2
-    # While too few checks of the provider were seen to tell, hold up to this many in a row.
+    # While the provider is suspect (few checks seen, or many failing), hold up to this many.
     hold_limit: int = 5
 
     @property
@@ -82,6 +82,7 @@ class Cadence:
     ) -> datetime | None:
         if account.status == DISCONNECTED:
             return None
+        floor = 0.0
         if account.status == AccountStatus.ERROR:
             delay = self.interval * self.error_factor
         elif verdict in (Verdict.INCIDENT, Verdict.STALE):
@@ -91,10 +92,11 @@ class Cadence:
         ):
             delay = self.retry_delay(max(1, account.consecutive_failures))
             if isinstance(outcome, ProviderError) and outcome.retry_after:
-                delay = max(delay, outcome.retry_after)
+                floor = outcome.retry_after  # the provider said when; not sooner
         else:
             delay = self.interval
-        due = now + timedelta(seconds=delay * rng.uniform(1 - self.jitter, 1))
+        jittered = max(floor, delay * rng.uniform(1 - self.jitter, 1))
+        due = now + timedelta(seconds=jittered)
         renew = self.renew_at(account.credentials_expire_at)
         if renew is not None and now < renew < due:
             due = renew
@@ -385,7 +387,7 @@ class BatchChecker:
         failures = account.consecutive_failures + 1
         if failures < self.cadence.confirm_after:
             return True
-        return not assessment.conclusive and failures < self.cadence.hold_limit
+        return assessment.suspect and failures < self.cadence.hold_limit
 
     @staticmethod
     def _inconclusive(account: Account) -> None:
