@@ -378,26 +378,28 @@ def replay(session: Session, ref: str) -> dict[str, Any]:
 
 def _find(session: Session, ref: str) -> InboundEvent:
     try:
-        key = uuid.UUID(ref)
+        key: uuid.UUID | None = uuid.UUID(ref)
     except ValueError:
-        rows = list(
-            session.scalars(
-                select(InboundEvent).where(InboundEvent.provider_event_id == ref).with_for_update()
-            )
+        key = None
+    if key is not None:
+        row = session.scalars(
+            select(InboundEvent).where(InboundEvent.id == key).with_for_update()
+        ).first()
+        if row is not None:
+            return row
+    # Not an inbox id: the provider's event id (Shopify's webhook ids are UUIDs too).
+    rows = list(
+        session.scalars(
+            select(InboundEvent).where(InboundEvent.provider_event_id == ref).with_for_update()
         )
-        if len(rows) > 1:
-            raise Rejected(
-                Reason.INVALID, f"{ref!r} names events of several providers; give the inbox id"
-            ) from None
-        if not rows:
-            raise Rejected(Reason.NOT_FOUND, f"no stored event {ref!r}") from None
-        return rows[0]
-    row = session.scalars(
-        select(InboundEvent).where(InboundEvent.id == key).with_for_update()
-    ).first()
-    if row is None:
-        raise Rejected(Reason.NOT_FOUND, f"no stored event {ref}")
-    return row
+    )
+    if len(rows) > 1:
+        raise Rejected(
+            Reason.INVALID, f"{ref!r} names events of several providers; give the inbox id"
+        )
+    if not rows:
+        raise Rejected(Reason.NOT_FOUND, f"no stored event {ref!r}")
+    return rows[0]
 
 
 def event_view(row: InboundEvent) -> dict[str, Any]:
