@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from prometheus_client import Counter, Histogram
@@ -20,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connectors.webhooks import (
@@ -90,8 +91,12 @@ class InboxWriter:
         self._inflight = 0
         self._flush_scheduled = False
         self._write_pool = ThreadPoolExecutor(writers, thread_name_prefix="inbox-write")
-        # One thread publishes to the broker, in commit order, without holding up answers.
+        # One thread publishes to the broker, in commit order, without holding up answers; ids
+        # committed while it publishes go out together in its next round.
         self._queue_pool = ThreadPoolExecutor(1, thread_name_prefix="inbox-enqueue")
+        self._to_queue: list[uuid.UUID] = []
+        self._queueing = False
+        self._queue_lock = threading.Lock()
 
     async def submit(self, item: Incoming) -> Stored:
         if len(self._pending) >= self.max_pending:
@@ -103,10 +108,7 @@ class InboxWriter:
             # Flush after this loop iteration, so requests parsed in the same tick share a write.
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), self.timeout)
-        except TimeoutError:
-            raise StoreUnavailable("the inbox did not answer in time") from None
+        return await future
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -119,8 +121,9 @@ class InboxWriter:
     async def _write(self, batch: list[tuple[Incoming, asyncio.Future[Stored]]]) -> None:
         loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(
-                self._write_pool, self._store, [item for item, _ in batch]
+            results = await asyncio.wait_for(
+                loop.run_in_executor(self._write_pool, self._store, [item for item, _ in batch]),
+                self.timeout,
             )
         except Exception as exc:
             log.warning("inbox_unavailable", error=type(exc).__name__, events=len(batch))
@@ -140,7 +143,12 @@ class InboxWriter:
                 else:
                     future.set_result(result)
             if accepted:
-                loop.run_in_executor(self._queue_pool, self._enqueue, accepted)
+                with self._queue_lock:
+                    self._to_queue.extend(accepted)
+                    start = not self._queueing
+                    self._queueing = True
+                if start:
+                    loop.run_in_executor(self._queue_pool, self._drain)
         finally:
             self._inflight -= 1
             self._flush()
@@ -166,11 +174,17 @@ class InboxWriter:
                 results.append(Unstorable("the database refused the event's data"))
         return results
 
-    def _enqueue(self, ids: list[uuid.UUID]) -> None:
-        try:
-            self.after_commit(ids)
-        except Exception as exc:  # the rows are stored: the sweeper queues them later
-            log.warning("events_not_queued", count=len(ids), error=type(exc).__name__)
+    def _drain(self) -> None:
+        while True:
+            with self._queue_lock:
+                ids, self._to_queue = self._to_queue, []
+                if not ids:
+                    self._queueing = False
+                    return
+            try:
+                self.after_commit(ids)
+            except Exception as exc:  # the rows are stored: the sweeper queues them later
+                log.warning("events_not_queued", count=len(ids), error=type(exc).__name__)
 
     def close(self) -> None:
         self._write_pool.shutdown(wait=True)
@@ -236,7 +250,7 @@ def routes(settings: Settings, deps: Deps, writer: InboxWriter) -> list[Route]:
     )
     account_secrets = AccountSecrets(deps)
 
-    async def shopify(request: Request) -> JSONResponse:
+    async def shopify(request: Request) -> Response:
         try:
             body = await _body(request)
             verify_shopify(body, request.headers.get("x-shopify-hmac-sha256"), shopify_secrets)
@@ -244,7 +258,7 @@ def routes(settings: Settings, deps: Deps, writer: InboxWriter) -> list[Route]:
         except Exception as exc:
             return _refusal("shopify", exc)
 
-    async def stripe(request: Request) -> JSONResponse:
+    async def stripe(request: Request) -> Response:
         try:
             body = await _body(request)
             verify_stripe(body, request.headers.get("stripe-signature"), stripe_secrets)
@@ -252,7 +266,7 @@ def routes(settings: Settings, deps: Deps, writer: InboxWriter) -> list[Route]:
         except Exception as exc:
             return _refusal("stripe", exc)
 
-    async def stripe_account(request: Request) -> JSONResponse:
+    async def stripe_account(request: Request) -> Response:
         try:
             account_id = uuid.UUID(request.path_params["account_id"])
         except ValueError:
@@ -301,14 +315,26 @@ async def _body(request: Request) -> bytes:
 
 async def _store(
     writer: InboxWriter, event: ParsedEvent, account_id: uuid.UUID | None = None
-) -> JSONResponse:
+) -> Response:
     stored = await writer.submit(Incoming(event, account_id))
-    return _answer(event.provider, 200, {"status": stored.status, "event_id": str(stored.id)})
+    _count(event.provider, stored.status)
+    body = b'{"status":"%s","event_id":"%s"}' % (stored.status.encode(), str(stored.id).encode())
+    return Response(body, media_type="application/json")
+
+
+_counters: dict[tuple[str, str], Any] = {}
+
+
+def _count(provider: str, answer: str) -> None:
+    key = (provider, answer)
+    counter = _counters.get(key)
+    if counter is None:
+        counter = _counters[key] = WEBHOOKS.labels(provider, answer)
+    counter.inc()
 
 
 def _answer(provider: str, status: int, body: dict[str, str]) -> JSONResponse:
-    answer = body.get("status") if status == 200 else str(status)
-    WEBHOOKS.labels(provider, answer).inc()
+    _count(provider, str(status))
     return JSONResponse(body, status_code=status)
 
 
