@@ -14,10 +14,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import case, literal, null, select, update
+from sqlalchemy import Table, bindparam, case, literal, null, select, update
 from sqlalchemy.orm import Session
 
 from connectors import CheckResult, ProviderError
@@ -80,24 +80,45 @@ class Cadence:
         now: datetime,
         rng: random.Random,
     ) -> datetime | None:
-        if account.status == DISCONNECTED:
+        return self.due(
+            account.status,
+            account.consecutive_failures,
+            account.credentials_expire_at,
+            verdict,
+            outcome,
+            now,
+            rng,
+        )
+
+    def due(
+        self,
+        status: str,
+        failures: int,
+        expires_at: datetime | None,
+        verdict: Verdict,
+        outcome: CheckOutcome | None,
+        now: datetime,
+        rng: random.Random,
+    ) -> datetime | None:
+        """When an account with this status and record is next checked; None: never."""
+        if status == DISCONNECTED:
             return None
         floor = 0.0
-        if account.status == AccountStatus.ERROR:
+        if status == AccountStatus.ERROR:
             delay = self.interval * self.error_factor
         elif verdict in (Verdict.INCIDENT, Verdict.STALE):
             delay = self.interval  # back off from a provider that is down for everyone
         elif verdict is Verdict.CRASHED or (
             isinstance(outcome, ProviderError) and outcome.temporary
         ):
-            delay = self.retry_delay(max(1, account.consecutive_failures))
+            delay = self.retry_delay(max(1, failures))
             if isinstance(outcome, ProviderError) and outcome.retry_after:
                 floor = outcome.retry_after  # the provider said when; not sooner
         else:
             delay = self.interval
         jittered = max(floor, delay * rng.uniform(1 - self.jitter, 1))
         due = now + timedelta(seconds=jittered)
-        renew = self.renew_at(account.credentials_expire_at)
+        renew = self.renew_at(expires_at)
         if renew is not None and now < renew < due:
             due = renew
         return due
@@ -319,33 +340,74 @@ class BatchChecker:
         self, session: Session, batch: Batch, probes: dict[uuid.UUID, Probe | BaseException]
     ) -> BatchReport:
         """One transaction for the batch: lock its rows, keep those still under our lease, and
-        write each outcome."""
+        write each outcome. A pass that changes nothing but the times (the common case) is
+        written in one statement for all such accounts; anything else goes through the account's
+        full record (status, errors, events)."""
         report = BatchReport(batch.provider, len(batch.account_ids))
         if not probes:
             return report
         now = utc_now()
-        rows = session.scalars(
-            select(Account).where(Account.id.in_(probes)).order_by(Account.id).with_for_update()
-        )
-        current = [a for a in rows if a.next_check_at == batch.lease]
-        open_codes = _open_codes(session, (a.id for a in current))
+        table = cast(Table, Account.__table__)
+        locked = session.execute(
+            select(
+                table.c.id,
+                table.c.next_check_at,
+                table.c.status,
+                table.c.credentials_version,
+                table.c.consecutive_failures,
+                table.c.credentials_expire_at,
+                table.c["metadata"],
+            )
+            .where(table.c.id.in_(list(probes)))
+            .order_by(table.c.id)
+            .with_for_update()
+        ).all()
+        current = [row for row in locked if row[1] == batch.lease]
+        open_codes = _open_codes(session, (row[0] for row in current))
         outcomes = [
             p.outcome
-            for a in current
-            if isinstance(p := probes[a.id], Probe)
-            and p.credentials_version == a.credentials_version
+            for row in current
+            if isinstance(p := probes[row[0]], Probe) and p.credentials_version == row[3]
         ]
         assessment = incidents.assess(session, batch.provider, outcomes, self.recent, now)
         counts: dict[str, int] = defaultdict(int)
-        for account in current:
-            probe = probes[account.id]
-            verdict = self._apply(session, account, probe, assessment, open_codes[account.id])
+        unchanged: list[dict[str, Any]] = []
+        for account_id, _, status, version, failures, expires_at, meta in current:
+            probe = probes[account_id]
             outcome = probe.outcome if isinstance(probe, Probe) else None
-            account.next_check_at = self.cadence.next_check(
-                account, verdict, outcome, now, self.rng
-            )
+            if (
+                isinstance(outcome, CheckResult)
+                and isinstance(probe, Probe)
+                and probe.credentials_version == version
+                and status == AccountStatus.CONNECTED
+                and failures == 0
+                and not open_codes[account_id]
+                and {**meta, **outcome.metadata} == meta
+            ):
+                due = self.cadence.due(
+                    status, 0, expires_at, Verdict.RECORDED, outcome, now, self.rng
+                )
+                unchanged.append({"b_id": account_id, "b_checked": now, "b_due": due})
+                verdict = Verdict.RECORDED
+            else:
+                account = session.get_one(Account, account_id)  # locked above
+                verdict = self._apply(session, account, probe, assessment, open_codes[account_id])
+                account.next_check_at = self.cadence.next_check(
+                    account, verdict, outcome, now, self.rng
+                )
             counts[verdict.value] += 1
             report.passed += isinstance(outcome, CheckResult) and verdict is Verdict.RECORDED
+        if unchanged:
+            session.execute(
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values(
+                    last_checked_at=bindparam("b_checked"),
+                    next_check_at=bindparam("b_due"),
+                    updated_at=table.c.updated_at,  # nothing about the account changed
+                ),
+                unchanged,
+            )
         if assessment.incident is not None:
             incidents.count_failures(session, assessment.incident, counts[Verdict.INCIDENT.value])
             report.incident = str(assessment.incident.id)
