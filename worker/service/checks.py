@@ -39,52 +39,29 @@ class Probe:
 
 
 def usable_credentials(deps: Deps, account: Account, connector: Connector) -> dict[str, Any]:
-    """The account's credentials, refreshed first when they expire soon.
-
-    The refresh runs holding the account's row lock, so across every worker process one refresh
-    happens at a time; the new tokens are committed before anyone uses them.
-    """
+    """The account's credentials, refreshed first when they expire soon (see
+    `refresh_credentials`), for synchronous callers."""
     credentials = deps.vault.decrypt(account.credentials)
     if not connector.needs_refresh(credentials, utc_now()):
         return credentials
-    with deps.db.unit_of_work() as session:
-        locked = session.scalars(
-            select(Account).where(Account.id == account.id).with_for_update()
-        ).one()
-        credentials = deps.vault.decrypt(locked.credentials)
-        if not connector.needs_refresh(credentials, utc_now()):
-            return credentials  # another worker refreshed while we waited for the lock
-        with secrets_known(list(map(str, credentials.values()))):
-            refreshed = deps.connectors.run(connector.refresh(credentials, locked.connection))
-        locked.credentials = deps.vault.encrypt(refreshed.credentials)
-        locked.credentials_version += 1
-        locked.credentials_expire_at = refreshed.expires_at
-        log.info("credentials_refreshed", account_id=str(account.id), org_id=account.org_id)
-    return refreshed.credentials
+    fresh, _ = deps.connectors.run(refresh_credentials(deps, account, connector))
+    return fresh
 
 
 def probe(deps: Deps, account: Account) -> Probe:
-    """Ask the provider about one account; no transaction is held during the call."""
-    connector = deps.connectors.get(account.type)
-    try:
-        credentials = usable_credentials(deps, account, connector)
-        with secrets_known([v for v in credentials.values() if isinstance(v, str)]):
-            result: CheckOutcome = deps.connectors.run(
-                connector.check(credentials, account.connection)
-            )
-    except ProviderError as exc:
-        result = exc
-    return Probe(account.id, result)
+    """Ask the provider about one account, for synchronous callers (a job)."""
+    return deps.connectors.run(probe_async(deps, account))
 
 
 async def refresh_credentials(
     deps: Deps, account: Account, connector: Connector, *, ahead: timedelta = timedelta(0)
 ) -> tuple[dict[str, Any], int]:
-    """`usable_credentials` for code on the event loop: the same rule (the refresh runs holding
-    the account's row lock, and the new tokens are committed before use), with the blocking
-    lock wait in a thread. `ahead` renews tokens that expire within that time.
+    """Refresh the account's credentials, once at a time per account across every process.
 
-    Returns the credentials and their version.
+    The refresh runs holding the account's row lock (the blocking lock wait in a thread) and
+    re-reads the credentials under it, so a second caller finds them fresh and does nothing;
+    the rotated tokens are committed before anyone uses them. `ahead` renews tokens that
+    expire within that time. Returns the credentials and their version.
     """
     with deps.db.unit_of_work() as session:
         locked = await asyncio.to_thread(
@@ -102,6 +79,8 @@ async def refresh_credentials(
         locked.credentials = deps.vault.encrypt(refreshed.credentials)
         locked.credentials_version += 1
         locked.credentials_expire_at = refreshed.expires_at
+        if refreshed.connection:  # a refresh may change what was granted (Shopify scopes)
+            locked.connection = {**locked.connection, **refreshed.connection}
         version = locked.credentials_version
         log.info("credentials_refreshed", account_id=str(account.id), org_id=account.org_id)
     return refreshed.credentials, version
@@ -114,7 +93,8 @@ async def probe_async(
     refresh_ahead: timedelta = timedelta(0),
     refresh_gate: asyncio.Semaphore | None = None,
 ) -> Probe:
-    """`probe` for code on the event loop, so one loop probes many accounts at once.
+    """Ask the provider about one account; no transaction is held during the call, so one
+    loop probes many accounts at once.
 
     `refresh_gate` bounds the refreshes in flight: each holds a row lock and a connection.
     """
