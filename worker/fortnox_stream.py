@@ -51,7 +51,7 @@ class ListenerOptions:
     topics: list[str]
     tenants_every: float = 60.0  # seconds between re-reading the accounts' credentials
     batch_size: int = 200  # events stored per transaction at most
-    batch_wait: float = 0.01  # how long to wait for more events before storing a batch
+    batch_wait: float = 0.02  # how long after a batch's first event it is stored at the latest
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
     command_timeout: float = 15.0
@@ -137,10 +137,15 @@ class FortnoxListener:
                     continue
                 events: list[dict[str, Any]] = []
                 await self._dispatch(receive.result(), events)
-                # Take what else has arrived, so one transaction stores many events.
+                # Take what else arrives within `batch_wait`, so one transaction stores many
+                # events; the window is short, as an event is only safe once stored.
+                deadline = loop.time() + self.options.batch_wait
                 while events and len(events) < self.options.batch_size:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
                     try:
-                        more = await asyncio.wait_for(ws.recv(), self.options.batch_wait)
+                        more = await asyncio.wait_for(ws.recv(), remaining)
                     except TimeoutError:
                         break
                     await self._dispatch(more, events)

@@ -183,7 +183,10 @@ def _process(session: Session, ids: Sequence[uuid.UUID], *, isolate: bool) -> Pr
     rows = list(
         session.scalars(
             select(InboundEvent)
-            .where(InboundEvent.id.in_(ids), InboundEvent.status == InboundStatus.RECEIVED)
+            .where(
+                provider_events.among(session, InboundEvent.id, ids),
+                InboundEvent.status == InboundStatus.RECEIVED,
+            )
             .order_by(InboundEvent.received_at, InboundEvent.id)
             .with_for_update(skip_locked=True)
         )
@@ -196,7 +199,9 @@ def _process(session: Session, ids: Sequence[uuid.UUID], *, isolate: bool) -> Pr
     marks = {
         m.account_id: m
         for m in session.scalars(
-            select(AccountEventMark).where(AccountEventMark.account_id.in_(list(accounts)))
+            select(AccountEventMark).where(
+                provider_events.among(session, AccountEventMark.account_id, accounts)
+            )
         )
     }
     integrations = provider_events.integration_ids(session, accounts.values())

@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, literal_column, select
+from sqlalchemy import ColumnElement, String, any_, literal, literal_column, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from connectors import ErrorCode
@@ -45,11 +46,20 @@ class Handler:
 # -- routing ----------------------------------------------------------------------------------
 
 
+def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column IN values`; on PostgreSQL `column = ANY(array)`: one statement text whatever the
+    count, so it is parsed and prepared once instead of once per batch size."""
+    listed = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(literal(listed, ARRAY(column.type)))
+    return column.in_(listed)
+
+
 def json_text(session: Session, column: str, key: str) -> ColumnElement[str]:
     """`column ->> key`, spelled exactly as the routing indexes of migration 0002 are."""
     if session.get_bind().dialect.name == "postgresql":
-        return literal_column(f"(accounts.{column} ->> '{key}')")
-    return literal_column(f"json_extract(accounts.{column}, '$.{key}')")
+        return literal_column(f"(accounts.{column} ->> '{key}')", String)
+    return literal_column(f"json_extract(accounts.{column}, '$.{key}')", String)
 
 
 def route(session: Session, rows: Sequence[InboundEvent]) -> dict[uuid.UUID, list[Account]]:
@@ -66,7 +76,9 @@ def route(session: Session, rows: Sequence[InboundEvent]) -> dict[uuid.UUID, lis
         for column, key in ROUTES[provider]:
             expression = json_text(session, column, key)
             found = session.execute(
-                select(Account.id, expression).where(Account.type == provider, expression.in_(keys))
+                select(Account.id, expression).where(
+                    Account.type == provider, among(session, expression, keys)
+                )
             )
             for account_id, value in found:
                 for row in by_key.get((provider, str(value)), []):
@@ -74,7 +86,7 @@ def route(session: Session, rows: Sequence[InboundEvent]) -> dict[uuid.UUID, lis
     every = sorted({a for ids in wanted.values() for a in ids})
     locked: dict[uuid.UUID, Account] = {}
     if every:
-        query = select(Account).where(Account.id.in_(every)).order_by(Account.id)
+        query = select(Account).where(among(session, Account.id, every)).order_by(Account.id)
         locked = {a.id: a for a in session.scalars(query.with_for_update())}
     return {
         row_id: [locked[a] for a in sorted(ids) if a in locked] for row_id, ids in wanted.items()
@@ -249,7 +261,7 @@ def integration_ids(session: Session, accounts: Iterable[Account]) -> dict[uuid.
     if ids:
         query = (
             select(IntegrationRef.account_id, IntegrationRef.integration_id)
-            .where(IntegrationRef.account_id.in_(ids))
+            .where(among(session, IntegrationRef.account_id, ids))
             .order_by(IntegrationRef.created_at, IntegrationRef.integration_id)
         )
         for account_id, integration_id in session.execute(query):
