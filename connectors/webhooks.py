@@ -14,7 +14,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +45,16 @@ class ParsedEvent:
     route_key: str | None
     occurred_at: datetime | None
     payload: dict[str, Any]
+    # The provider's JSON text of `payload`, stored as it came instead of serialized again.
+    body: bytes | None = field(default=None, repr=False, compare=False)
+
+    def payload_text(self) -> str:
+        if self.body is not None:
+            try:
+                return self.body.decode()
+            except UnicodeDecodeError:
+                pass  # JSON in another encoding: store it as UTF-8
+        return json.dumps(self.payload)
 
 
 def _usable(secrets: Iterable[str | None]) -> list[bytes]:
@@ -104,6 +114,7 @@ def parse_shopify(headers: Mapping[str, str], body: bytes) -> ParsedEvent:
         route_key=_bounded(shop.strip().lower(), MAX_ID_LENGTH, "shop domain"),
         occurred_at=parse_time(get("x-shopify-triggered-at")),
         payload=_json_object(body),
+        body=body,
     )
 
 
@@ -189,6 +200,7 @@ def parse_stripe(body: bytes, path_account: str | None = None) -> ParsedEvent:
         route_key=path_account or account,
         occurred_at=occurred_at,
         payload=payload,
+        body=body,
     )
 
 

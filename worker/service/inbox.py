@@ -4,7 +4,7 @@ needs a person (unroutable, failed) listed and replayed. No Celery here: callers
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,19 +71,25 @@ def store_events(conn: Connection, items: Sequence[Incoming]) -> list[Stored]:
     now = utc_now()
     first: dict[tuple[str, str], uuid.UUID] = {}
     rows: list[dict[str, Any]] = []
+    texts: list[Callable[[], str]] = []
     for item in items:
         key = (item.event.provider, item.event.event_id)
         if key in first:
             continue
         first[key] = uuid.uuid4()
         rows.append(_row(first[key], item, now))
-    inserter = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        inserter(InboundEvent)
-        .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
-        .returning(InboundEvent.id)
-    )
-    inserted = set(conn.execute(statement, rows).scalars()) if rows else set()
+        texts.append(item.event.payload_text)
+    if not rows:
+        inserted: set[uuid.UUID] = set()
+    elif conn.dialect.name == "postgresql":
+        inserted = _insert_postgres(conn, rows, [text() for text in texts], now)
+    else:
+        statement = (
+            sqlite.insert(InboundEvent)
+            .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
+            .returning(InboundEvent.id)
+        )
+        inserted = set(conn.execute(statement, rows).scalars())
     known: dict[tuple[str, str], uuid.UUID] = {}
     missing = [key for key, new_id in first.items() if new_id not in inserted]
     if missing:
@@ -156,6 +162,39 @@ def _row(new_id: uuid.UUID, item: Incoming, now: datetime) -> dict[str, Any]:
         "attempts": 0,
         "received_at": now,
     }
+
+
+# The ingest hot path: one statement with one array per column (its text never changes, so it is
+# prepared once), and the payload as the provider's own JSON text, parsed by PostgreSQL.
+_INSERT_POSTGRES = """
+INSERT INTO inbound_events (id, provider, provider_event_id, topic, route_key, account_id,
+                            payload, occurred_at, status, attempts, received_at)
+SELECT id, provider, event_id, topic, route_key, account_id, payload::jsonb, occurred_at,
+       'received', 0, %(now)s
+FROM unnest(%(ids)s::uuid[], %(providers)s::text[], %(event_ids)s::text[], %(topics)s::text[],
+            %(routes)s::text[], %(accounts)s::uuid[], %(payloads)s::text[],
+            %(times)s::timestamptz[])
+     AS t(id, provider, event_id, topic, route_key, account_id, payload, occurred_at)
+ON CONFLICT (provider, provider_event_id) DO NOTHING
+RETURNING id
+"""
+
+
+def _insert_postgres(
+    conn: Connection, rows: list[dict[str, Any]], payloads: list[str], now: datetime
+) -> set[uuid.UUID]:
+    params = {
+        "now": now,
+        "ids": [r["id"] for r in rows],
+        "providers": [r["provider"] for r in rows],
+        "event_ids": [r["provider_event_id"] for r in rows],
+        "topics": [r["topic"] for r in rows],
+        "routes": [r["route_key"] for r in rows],
+        "accounts": [r["account_id"] for r in rows],
+        "payloads": payloads,
+        "times": [r["occurred_at"] for r in rows],
+    }
+    return {row[0] for row in conn.exec_driver_sql(_INSERT_POSTGRES, params)}
 
 
 # -- processing -------------------------------------------------------------------------------
