@@ -187,7 +187,7 @@ def _client(
                     async with session.post(url + path, data=body, headers=headers) as response:
                         await response.read()
                         status = response.status
-                except aiohttp.ClientError:
+                except (aiohttp.ClientError, TimeoutError):
                     status = 0
                 statuses[status] = statuses.get(status, 0) + 1
                 latencies.append(time.monotonic() - scheduled)
@@ -451,7 +451,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=30_000, help="per throughput run")
     parser.add_argument("--clients", type=int, default=2, help="load generator processes")
     parser.add_argument("--concurrency", type=int, default=64, help="connections per client")
-    parser.add_argument("--latency-rate", type=float, default=2000.0)
+    parser.add_argument(
+        "--latency-rates", default="1000,2000", help="offered rates (per second) for latency"
+    )
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--e2e-rate", type=float, default=1000.0)
     parser.add_argument("--e2e-seconds", type=float, default=10.0)
@@ -498,7 +500,6 @@ def main() -> None:
             ),
         }
         results: dict[str, LoadResult] = {}
-        latency: dict[str, LoadResult] = {}
         ours_ids: list[str] = []
         for name, (command, port) in servers.items():
             base = f"http://127.0.0.1:{port}"
@@ -513,17 +514,16 @@ def main() -> None:
                     base, batch, clients=args.clients, concurrency=args.concurrency
                 )
                 print(results[name].line(f"{name} max"))
-                paced = deliveries(int(args.latency_rate * args.latency_seconds), "lat" + name[:2])
-                latency[name] = load(
-                    base,
-                    paced,
-                    clients=args.clients,
-                    concurrency=256,
-                    rate=args.latency_rate,
-                )
-                print(latency[name].line(f"{name} @{args.latency_rate:.0f}/s"))
                 if name.startswith("ours"):
-                    ours_ids = [d[3] for d in batch] + [d[3] for d in paced]
+                    ours_ids += [d[3] for d in batch]
+                for rate in [float(r) for r in args.latency_rates.split(",")]:
+                    paced = deliveries(int(rate * args.latency_seconds), f"lat{rate}{name[:2]}")
+                    paced_result = load(
+                        base, paced, clients=args.clients, concurrency=256, rate=rate
+                    )
+                    print(paced_result.line(f"{name} @{rate:.0f}/s"))
+                    if name.startswith("ours"):
+                        ours_ids += [d[3] for d in paced]
             broker.flushdb()
         ours, noop, textbook = (results[n] for n in servers)
         print(

@@ -43,6 +43,8 @@ def enqueue(celery: Celery, ids: Iterable[uuid.UUID | str], countdown: float | N
             "events.process",
             kwargs={"event_ids": batch[start : start + CHUNK]},
             countdown=countdown,
+            # No result is kept, so sending never waits on the result backend.
+            ignore_result=True,
         )
     return len(batch)
 
@@ -121,4 +123,4 @@ def _kick_relay(celery: Celery) -> None:
         if now - _state["kicked"] < KICK_INTERVAL:
             return
         _state["kicked"] = now
-    celery.send_task("events.relay")
+    celery.send_task("events.relay", ignore_result=True)
