@@ -13,7 +13,7 @@ import httpx
 from sqlalchemy import func, select
 
 from connectors.webhooks import stripe_header
-from models import Database, InboundEvent, OutboxEvent
+from models import Account, Database, InboundEvent, OutboxEvent
 from tests.fixtures.ingest import (
     SHOPIFY_PREVIOUS_SECRET,
     STRIPE_SECRETS,
@@ -215,6 +215,18 @@ def test_per_account_stripe_endpoint(db: Database, vault: Vault, ingest_app: Ing
     rows = stored(db)
     assert len(rows) == 1
     assert rows[0].account_id == account.id
+
+    # The account's secret is rolled: the cached one fails, the stored one is read again.
+    rolled = "whsec_accountrolled000000000"
+    with db.unit_of_work() as session:
+        current = session.get(Account, account.id)
+        assert current is not None
+        current.credentials = vault.encrypt(
+            {"api_key": "sk_test_" + "a" * 24, "webhook_secret": rolled}
+        )
+    time.sleep(1.1)
+    body, headers = stripe_delivery(stripe_event("account.updated"), secret=rolled)
+    assert post(ingest_app.url, path, body, headers).status_code == 200
 
 
 def test_store_unavailable_answers_503_then_accepts_the_retry(

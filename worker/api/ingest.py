@@ -200,6 +200,7 @@ class _Secret:
     found: bool
     secret: str | None
     expires: float
+    loaded: float
 
 
 class AccountSecrets:
@@ -226,10 +227,11 @@ class AccountSecrets:
                 select(Account).where(Account.id == account_id, Account.type == "stripe")
             ).first()
             if account is None:
-                entry = _Secret(False, None, time.monotonic() + self.miss_ttl)
+                entry = _Secret(False, None, time.monotonic() + self.miss_ttl, time.monotonic())
             else:
                 secret = self.deps.vault.decrypt(account.credentials).get("webhook_secret")
-                entry = _Secret(True, secret or None, time.monotonic() + self.ttl)
+                now = time.monotonic()
+                entry = _Secret(True, secret or None, now + self.ttl, now)
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
@@ -283,7 +285,9 @@ def routes(settings: Settings, deps: Deps, writer: InboxWriter) -> list[Route]:
             try:
                 verify_stripe(body, header, [entry.secret])
             except SignatureError:
-                if fresh:
+                # The secret may have changed since it was cached; bad signatures reload it at
+                # most once a second, so they cannot turn into a database read each.
+                if fresh or time.monotonic() - entry.loaded < 1.0:
                     raise
                 entry = await run_in_threadpool(account_secrets.load, account_id)
                 verify_stripe(body, header, [entry.secret])
