@@ -272,3 +272,21 @@ def test_group_commit_shares_transactions(db: Database, ingest_app: IngestApp) -
     assert commits < 120
     with db.unit_of_work() as session:
         assert session.scalar(select(func.count()).select_from(OutboxEvent)) == 0
+
+
+def test_a_row_the_database_refuses_fails_alone(db: Database, ingest_app: IngestApp) -> None:
+    # Valid for Python's JSON parser, refused by PostgreSQL's: a lone surrogate escape.
+    refused = b'{"id": "evt_surrogate", "type": "customer.updated", "name": "\\ud800"}'
+    bad = (refused, {"Stripe-Signature": stripe_header(STRIPE_SECRETS[0], refused)})
+    good = [stripe_delivery(stripe_event("customer.created")) for _ in range(20)]
+
+    async def deliver() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=ingest_app.url, timeout=10) as client:
+            return await asyncio.gather(
+                *[client.post("/webhooks/stripe", content=b, headers=h) for b, h in [bad, *good]]
+            )
+
+    answers = asyncio.run(deliver())
+    assert answers[0].status_code == 400
+    assert [a.status_code for a in answers[1:]] == [200] * 20
+    assert len(stored(db)) == 20
