@@ -8,10 +8,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import Connection, func, select, tuple_
+from sqlalchemy import Connection, Table, func, insert, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -23,12 +23,13 @@ from models import (
     Database,
     InboundEvent,
     InboundStatus,
+    OutboxEvent,
     StreamOffset,
     utc_now,
 )
 from worker.service import provider_events
 from worker.service.outcomes import Reason, Rejected
-from worker.service.records import emit, open_error
+from worker.service.records import open_error
 from worker.service.views import iso
 
 log = structlog.get_logger(__name__)
@@ -279,18 +280,21 @@ def _process(session: Session, ids: Sequence[uuid.UUID], *, isolate: bool) -> Pr
     }
     integrations = provider_events.integration_ids(session, accounts.values())
     now = utc_now()
+    outbox = _ProviderEvents(session)
     for row in rows:
         found = targets[row.id]
         if not isolate:
             try:
-                report.emitted += _apply(session, row, found, marks, integrations, now)
+                report.emitted += _apply(session, row, found, marks, integrations, now, outbox)
             except Exception as exc:
                 raise _Isolate from exc
             continue
         try:
             with session.begin_nested():
-                report.emitted += _apply(session, row, found, marks, integrations, now)
+                report.emitted += _apply(session, row, found, marks, integrations, now, outbox)
+                outbox.flush()
         except Exception as exc:
+            outbox.rows.clear()
             log.warning(
                 "event_processing_failed",
                 inbox_id=str(row.id),
@@ -305,6 +309,7 @@ def _process(session: Session, ids: Sequence[uuid.UUID], *, isolate: bool) -> Pr
                 if kept is not None:
                     marks[account.id] = kept
             _failed(session, row, found, exc, now, report)
+    outbox.flush()
     for row in rows:
         if row.status == InboundStatus.PROCESSED:
             report.processed += 1
@@ -320,6 +325,7 @@ def _apply(
     marks: dict[uuid.UUID, AccountEventMark],
     integrations: dict[uuid.UUID, list[str]],
     now: datetime,
+    outbox: _ProviderEvents,
 ) -> int:
     if not accounts:
         row.status = InboundStatus.UNROUTABLE
@@ -336,6 +342,8 @@ def _apply(
             applied = False
             effect = f"not applied: older than the event applied at {iso(mark.last_event_at)}"
         else:
+            if handler.sets_state:
+                outbox.flush()  # the provider events before this one precede what it emits
             effect = handler.apply(session, account, row).description
             if handler.sets_state:
                 if mark is None:
@@ -345,10 +353,7 @@ def _apply(
                 else:
                     mark.last_event_at = when
         effects.append(effect if len(accounts) == 1 else f"{account.id}: {effect}")
-        emit(
-            session,
-            "provider.event",
-            account.org_id,
+        outbox.add(
             account,
             {
                 "provider": row.provider,
@@ -368,6 +373,39 @@ def _apply(
     row.last_error = None
     row.next_attempt_at = None
     return len(accounts)
+
+
+OUTBOX = cast(Table, OutboxEvent.__table__)
+
+
+class _ProviderEvents:
+    """`provider.event` outbox rows, inserted together with one prepared executemany: through
+    the ORM each batch became one long multi-row INSERT whose text the driver parses every time.
+    Flushed before anything else may emit, so the outbox keeps the order events happened in."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, account: Account, data: dict[str, Any]) -> None:
+        self.rows.append(
+            {
+                "id": uuid.uuid4(),
+                "type": "provider.event",
+                "org_id": account.org_id,
+                "account_id": account.id,
+                "occurred_at": utc_now(),
+                "data": data,
+                "published_at": None,
+            }
+        )
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        self.session.flush()
+        self.session.execute(insert(OUTBOX), self.rows)
+        self.rows = []
 
 
 def retry_delay(attempts: int) -> float:
