@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from models import Database, OutboxEvent, utc_now
+from worker.service.provider_events import among
 
 STREAM = "connections:events"
 # Any fixed number shared by every relay of this database: it names the relay's lock.
@@ -42,11 +43,8 @@ def relay(db: Database, publish: Publish, *, batch: int = 500, max_batches: int 
             if not rows:
                 return total
             publish([row.as_message() for row in rows])
-            session.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.seq.in_([row.seq for row in rows]))
-                .values(published_at=utc_now())
-            )
+            published = among(session, OutboxEvent.seq, [row.seq for row in rows])
+            session.execute(update(OutboxEvent).where(published).values(published_at=utc_now()))
         total += len(rows)
         if len(rows) < batch:
             return total
