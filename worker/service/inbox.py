@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Connection, Table, func, insert, select, tuple_
+from sqlalchemy import Connection, Table, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -62,6 +62,7 @@ class ProcessReport:
     skipped: int = 0  # already processed, or being processed by another worker right now
     retry: dict[uuid.UUID, float] = field(default_factory=dict)  # id -> seconds to wait
     emitted: int = 0  # outbox events written
+    alone: list[uuid.UUID] = field(default_factory=list)  # to send back one per message
 
 
 # -- storing ----------------------------------------------------------------------------------
@@ -242,18 +243,71 @@ class _Isolate(Exception):
 def process_events(db: Database, ids: Sequence[uuid.UUID]) -> ProcessReport:
     """Process the still-unprocessed events among `ids`, all in one transaction: the row is
     claimed (locked, status checked), the effect applied and the row stamped together, so a
-    crash at any point leaves either everything or nothing, and a repeat finds nothing to do."""
+    crash at any point leaves either everything or nothing, and a repeat finds nothing to do.
+
+    Each delivery is counted first, in its own transaction, so an event that kills the worker
+    outright is counted too: after a crash it is sent back on its own (never again taking a
+    batch down with it), and after `MAX_ATTEMPTS` deliveries it is kept `failed`."""
+    report = ProcessReport()
+    ids = _count_delivery(db, ids, report)
+    if not ids:
+        return report
     try:
         with db.unit_of_work() as session:
-            return _process(session, ids, isolate=False)
+            return _process(session, ids, report, isolate=False)
     except _Isolate:
         pass
     with db.unit_of_work() as session:
-        return _process(session, ids, isolate=True)
+        return _process(session, ids, report, isolate=True)
 
 
-def _process(session: Session, ids: Sequence[uuid.UUID], *, isolate: bool) -> ProcessReport:
-    report = ProcessReport()
+def _count_delivery(
+    db: Database, ids: Sequence[uuid.UUID], report: ProcessReport
+) -> list[uuid.UUID]:
+    """Count this delivery on the rows still `received`; return the ids to process now.
+
+    A row delivered before without a recorded outcome (no `last_error`) crashed its worker or
+    is being processed elsewhere right now: in a batch it is set aside for a message of its
+    own; alone, it is processed, or marked failed once it has used up its attempts."""
+    with db.unit_of_work() as session:
+        rows = session.execute(
+            select(InboundEvent.id, InboundEvent.attempts, InboundEvent.last_error).where(
+                provider_events.among(session, InboundEvent.id, ids),
+                InboundEvent.status == InboundStatus.RECEIVED,
+            )
+        ).all()
+        suspects = {r.id for r in rows if r.attempts > 0 and r.last_error is None}
+        if len(rows) > 1:
+            report.alone.extend(sorted(suspects))
+            counted = [r.id for r in rows if r.id not in suspects]
+        else:
+            counted = [r.id for r in rows]
+        if not counted:
+            return []
+        session.execute(
+            update(InboundEvent)
+            .where(
+                provider_events.among(session, InboundEvent.id, counted),
+                InboundEvent.status == InboundStatus.RECEIVED,
+            )
+            .values(attempts=InboundEvent.attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if len(rows) == 1 and rows[0].id in suspects and rows[0].attempts + 1 >= MAX_ATTEMPTS:
+            # Alone, and every worker that took it stopped before recording an outcome.
+            row = session.get(InboundEvent, rows[0].id)
+            assert row is not None
+            crash = RuntimeError("the worker stopped while processing it, on every attempt")
+            targets = provider_events.route(session, [row])
+            _failed(session, row, targets[row.id], crash, utc_now(), report)
+            return []
+    report.skipped += len(set(ids)) - len(rows)
+    return counted
+
+
+def _process(
+    session: Session, ids: Sequence[uuid.UUID], report: ProcessReport, *, isolate: bool
+) -> ProcessReport:
     rows = list(
         session.scalars(
             select(InboundEvent)
@@ -265,7 +319,7 @@ def _process(session: Session, ids: Sequence[uuid.UUID], *, isolate: bool) -> Pr
             .with_for_update(skip_locked=True)
         )
     )
-    report.skipped = len(set(ids)) - len(rows)
+    report.skipped += len(set(ids)) - len(rows)
     if not rows:
         return report
     targets = provider_events.route(session, rows)
@@ -420,7 +474,7 @@ def _failed(
     now: datetime,
     report: ProcessReport,
 ) -> None:
-    row.attempts += 1
+    # `attempts` already counts this delivery (`_count_delivery`).
     row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
     if row.attempts < MAX_ATTEMPTS:
         delay = retry_delay(row.attempts)

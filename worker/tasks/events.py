@@ -55,6 +55,8 @@ def process(self: Task, event_ids: Any = None, **_: Any) -> dict[str, Any]:
     report = inbox.process_events(get_deps().db, ids)
     for event_id, delay in report.retry.items():
         enqueue(self.app, [event_id], countdown=delay)
+    for event_id in report.alone:  # a suspect of a crash: on its own, it can only fail itself
+        enqueue(self.app, [event_id])
     if report.emitted:
         _kick_relay(self.app)
     return {
@@ -63,6 +65,7 @@ def process(self: Task, event_ids: Any = None, **_: Any) -> dict[str, Any]:
         "failed": report.failed,
         "skipped": report.skipped,
         "retrying": len(report.retry),
+        "sent_alone": len(report.alone),
     }
 
 
