@@ -129,7 +129,12 @@ class StripeConnector:
         )
 
     async def check(self, credentials: dict[str, Any], connection: dict[str, Any]) -> CheckResult:
-        return CheckResult(_metadata(await self._get_account(credentials, connection)))
+        account = await self._get_account(credentials, connection)
+        # The same verdict as an `account.updated` event, so a check never undoes it.
+        message = disabled_message(account)
+        if message is not None:
+            raise PermanentFailure(ErrorCode.ACCOUNT_LOCKED, message)
+        return CheckResult(_metadata(account))
 
     async def _get_account(
         self, credentials: dict[str, Any], connection: dict[str, Any]
@@ -262,3 +267,21 @@ def _metadata(account: dict[str, Any]) -> dict[str, Any]:
         "disabled_reason": requirements.get("disabled_reason"),
         "currently_due": requirements.get("currently_due") or [],
     }
+
+
+def disabled_message(account: dict[str, Any]) -> str | None:
+    """Words for a person when Stripe's requirements have disabled charges or payouts on
+    `account` (a Stripe account object); None otherwise. Payouts that are merely not enabled yet
+    (no bank account while onboarding: no `disabled_reason`) are not a disablement."""
+    requirements = account.get("requirements")
+    requirements = requirements if isinstance(requirements, dict) else {}
+    reason = requirements.get("disabled_reason")
+    disabled = [k for k in ("charges", "payouts") if account.get(f"{k}_enabled") is False]
+    if not disabled or not reason:
+        return None
+    text = f"Stripe has disabled {' and '.join(disabled)} on this account ({reason})"
+    text += "; complete the account's requirements in the Stripe dashboard"
+    due = requirements.get("past_due") or requirements.get("currently_due") or []
+    if isinstance(due, list) and due:
+        text += ": " + ", ".join(str(d) for d in due[:10])
+    return text

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from connectors import ErrorCode
+from connectors.stripe import disabled_message
 from models import Account, AccountError, AccountStatus, Database, InboundEvent, IntegrationRef
 from worker.service.records import open_error, resolve_errors, set_status
 
@@ -178,14 +179,13 @@ def _stripe_account_updated(session: Session, account: Account, row: InboundEven
         values["business_name"] = profile["name"]
     descriptions = ["metadata updated" if _merge_meta(account, values) else "metadata unchanged"]
 
-    disabled = [k for k in ("charges", "payouts") if obj.get(f"{k}_enabled") is False]
-    if disabled:
-        message = _disabled_message(disabled, requirements)
+    message = disabled_message(obj)
+    if message is not None:
         if account.status != AccountStatus.DISCONNECTED:
             open_error(session, account, ErrorCode.ACCOUNT_LOCKED, message, SOURCE)
             if set_status(session, account, AccountStatus.ERROR, message, SOURCE):
                 descriptions.append("status error")
-    elif obj.get("charges_enabled") is True and obj.get("payouts_enabled") is True:
+    elif "charges_enabled" in obj or "requirements" in obj:  # Stripe says: not disabled
         resolved = resolve_errors(session, account, {ErrorCode.ACCOUNT_LOCKED.value})
         if (
             resolved
@@ -201,19 +201,6 @@ def _stripe_account_updated(session: Session, account: Account, row: InboundEven
             )
             descriptions.append("status connected")
     return Effect(", ".join(descriptions))
-
-
-def _disabled_message(disabled: list[str], requirements: dict[str, Any]) -> str:
-    what = " and ".join(disabled)
-    reason = requirements.get("disabled_reason")
-    due = requirements.get("past_due") or requirements.get("currently_due") or []
-    text = f"Stripe has disabled {what} on this account"
-    if reason:
-        text += f" ({reason})"
-    text += "; complete the account's requirements in the Stripe dashboard"
-    if isinstance(due, list) and due:
-        text += ": " + ", ".join(str(d) for d in due[:10])
-    return text
 
 
 def _open_errors(session: Session, account: Account) -> bool:
