@@ -21,7 +21,7 @@ from connectors.base import (
     ProviderError,
     TemporaryFailure,
 )
-from connectors.http import HttpLayer, common_failure, retry_after_seconds
+from connectors.http import HttpLayer, common_failure, json_object, retry_after_seconds
 
 Clock = Callable[[], datetime]
 
@@ -122,7 +122,7 @@ class FortnoxConnector:
         connection = {
             "company_name": company.get("CompanyName"),
             "organization_number": company.get("OrganizationNumber"),
-            "scope": _json(response).get("scope"),
+            "scope": json_object(response).get("scope"),
         }
         return Authorized(credentials, connection, expires_at)
 
@@ -166,7 +166,7 @@ class FortnoxConnector:
             limiter=self.limiter,
             limit_key=limit_key,
         )
-        company = _json(response).get("CompanyInformation")
+        company = json_object(response).get("CompanyInformation")
         if not isinstance(company, dict):
             raise TemporaryFailure(
                 ErrorCode.PROVIDER_UNAVAILABLE, "Fortnox's answer held no company information"
@@ -229,7 +229,7 @@ class FortnoxConnector:
 def error_information(response: httpx.Response) -> tuple[int | None, str]:
     """(code, message) from `{"ErrorInformation": {"error", "message", "code"}}`, whatever the
     casing of its keys; (None, "") when the body holds none."""
-    body = _json(response)
+    body = json_object(response)
     info = next((v for k, v in body.items() if k.lower() == "errorinformation"), None)
     if not isinstance(info, dict):
         return None, ""
@@ -278,15 +278,7 @@ def _classify_refresh(response: httpx.Response) -> ProviderError | None:
 
 
 def _oauth_error(response: httpx.Response) -> str:
-    return str(_json(response).get("error") or "").lower()
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
+    return str(json_object(response).get("error") or "").lower()
 
 
 def _when(value: Any) -> datetime | None:
@@ -301,7 +293,7 @@ def _when(value: Any) -> datetime | None:
 
 def _tokens(response: httpx.Response, started: datetime) -> tuple[dict[str, Any], datetime | None]:
     """Credentials from a token answer; expiry counted from when we asked, to err early."""
-    body = _json(response)
+    body = json_object(response)
     access, refresh = body.get("access_token"), body.get("refresh_token")
     if not isinstance(access, str) or not access or not isinstance(refresh, str) or not refresh:
         raise PermanentFailure(

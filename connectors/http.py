@@ -1,11 +1,13 @@
-"""The one HTTP layer under every connector: a shared client, retries for temporary failures only,
-`Retry-After` honoured within a bounded wait, and a per-provider, per-account rate limiter."""
+"""The one HTTP layer under every connector: a shared transport, retries for temporary failures
+only, `Retry-After` honoured within a bounded wait, and a per-provider, per-account rate limiter."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,7 +36,13 @@ class RetryPolicy:
 
 class SlidingWindowLimiter:
     """At most `limit` calls per `period` seconds for each key (say, one provider account), and a
-    pause per key when the provider tells us to slow down."""
+    pause per key when the provider tells us to slow down.
+
+    Built for many keys that each call rarely (every account of a provider, checked once an
+    interval): a call with room in its window takes its slot at once, without a lock; a lock is
+    made only while callers of one key must wait, so they go in turn. Keys idle for a whole
+    window are forgotten, so a process keeps state only for the accounts it called lately.
+    """
 
     def __init__(self, limit: int, period: float, clock: Callable[[], float] = time.monotonic):
         self.limit = limit
@@ -42,25 +50,53 @@ class SlidingWindowLimiter:
         self._clock = clock
         self._calls: dict[str, deque[float]] = {}
         self._paused_until: dict[str, float] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, asyncio.Lock] = {}  # only keys with callers waiting
+        self._waiting: dict[str, int] = {}
+        self._swept_at = clock()
 
     async def acquire(self, key: str, sleep: Sleep = asyncio.sleep) -> None:
+        now = self._clock()
+        if now - self._swept_at >= self.period:
+            self._sweep(now)
+        if key not in self._locks and self._take(key, now) == 0.0:
+            return
         lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            calls = self._calls.setdefault(key, deque())
-            while True:
-                now = self._clock()
-                # Read on every turn: a deferral may arrive while we wait.
-                paused = self._paused_until.get(key, 0.0) - now
-                if paused > 0:
-                    await sleep(paused)
-                    continue
-                while calls and calls[0] <= now - self.period:
-                    calls.popleft()
-                if len(calls) < self.limit:
-                    calls.append(now)
-                    return
-                await sleep(calls[0] + self.period - now)
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        try:
+            async with lock:
+                # Asked again after every wait: a deferral may arrive meanwhile.
+                while (wait := self._take(key, self._clock())) > 0:
+                    await sleep(wait)
+        finally:
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                del self._waiting[key], self._locks[key]
+
+    def _take(self, key: str, now: float) -> float:
+        """Record a call for `key` now and return 0.0, or return the seconds until one may go."""
+        paused = self._paused_until.get(key, 0.0) - now
+        if paused > 0:
+            return paused
+        calls = self._calls.get(key)
+        if calls is None:
+            calls = self._calls[key] = deque()
+        while calls and calls[0] <= now - self.period:
+            calls.popleft()
+        if len(calls) < self.limit:
+            calls.append(now)
+            return 0.0
+        return calls[0] + self.period - now
+
+    def _sweep(self, now: float) -> None:
+        """Forget keys with no call in the window and pauses that are over."""
+        cutoff = now - self.period
+        idle = [k for k, calls in self._calls.items() if not calls or calls[-1] <= cutoff]
+        for key in idle:
+            if key not in self._locks:
+                del self._calls[key]
+        for key in [k for k, until in self._paused_until.items() if until <= now]:
+            del self._paused_until[key]
+        self._swept_at = now
 
     def defer(self, key: str, seconds: float) -> None:
         """The provider told us to slow down: nothing goes out for `seconds` (a longer pause
@@ -74,17 +110,47 @@ class SlidingWindowLimiter:
         """Seconds until calls for `key` may go out again because of a deferral."""
         return max(0.0, self._paused_until.get(key, 0.0) - self._clock())
 
+    def __len__(self) -> int:
+        """How many keys the limiter holds state for."""
+        return len(self._calls.keys() | self._paused_until.keys())
+
 
 def default_transport() -> httpx.AsyncBaseTransport:
     """httpx over aiohttp: by measurement several times faster than httpx's own pool under
     concurrency (see bench/README.md), with the same httpx API above it."""
+    import aiohttp
     from httpx_aiohttp import AiohttpTransport
 
-    return AiohttpTransport(limits=httpx.Limits(max_connections=200, max_keepalive_connections=100))
+    def session() -> aiohttp.ClientSession:
+        # Made on first use, inside the event loop. No cookie jar: one session serves every
+        # account, and a cookie one provider account set must never reach another's call.
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=200, keepalive_timeout=5.0, ssl=httpx.create_ssl_context()
+            ),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+
+    return AiohttpTransport(client=session)
+
+
+# What httpx's client would add to every request; the connectors' own headers win.
+BASE_HEADERS = (
+    ("Accept", "*/*"),
+    ("Accept-Encoding", "gzip, deflate"),
+    ("Connection", "keep-alive"),
+    ("User-Agent", "standout-connections/0.1"),
+)
 
 
 class HttpLayer:
-    """One per process: owns the client, the retry policy and the rate limiters."""
+    """One per process: owns the transport, the retry policy and the rate limiters.
+
+    Requests are `httpx.Request`s sent straight to the httpx transport, and answers are
+    `httpx.Response`s read in full. httpx's `AsyncClient` is left out on purpose: its cookie jar
+    would carry one account's cookies into another's calls, redirects and auth are not used, and
+    together they cost about a third of a request's CPU (bench/README.md).
+    """
 
     def __init__(
         self,
@@ -95,24 +161,20 @@ class HttpLayer:
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._given = transport
         self._transport = transport
-        self._timeout = timeout
+        self._timeouts = httpx.Timeout(timeout).as_dict()
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
         # Tests inject a sleep that only records; the clock must then advance with it.
         self.clock = clock
-        self._client: httpx.AsyncClient | None = None
         self.limiters: dict[str, SlidingWindowLimiter] = {}
 
     @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                transport=self._transport or default_transport(),
-                timeout=httpx.Timeout(self._timeout),
-                headers={"User-Agent": "standout-connections/0.1"},
-            )
-        return self._client
+    def transport(self) -> httpx.AsyncBaseTransport:
+        if self._transport is None:
+            self._transport = default_transport()
+        return self._transport
 
     def limiter(self, provider: str, limit: int, period: float) -> SlidingWindowLimiter:
         if provider not in self.limiters:
@@ -128,12 +190,40 @@ class HttpLayer:
         limiter: SlidingWindowLimiter | None = None,
         limit_key: str = "",
         observe: Observer | None = None,
+        headers: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
-        """Send with retries; return the response `classify` accepts, or raise its failure."""
+        """Send with retries; return the response `classify` accepts, or raise its failure.
+        `kwargs` are `httpx.Request`'s (`json`, `data`, `params`, `content`)."""
+        request = httpx.Request(
+            method,
+            _parsed_url(url),
+            headers=_with_base(headers),
+            extensions={"timeout": self._timeouts},
+            **kwargs,
+        )
+        started = self.clock()
+        try:
+            # Most calls succeed at once: the retry machinery is built only when one does not.
+            return await self._once(request, classify, limiter, limit_key, observe)
+        except TemporaryFailure as failure:
+            return await self._retry(
+                failure, started, request, classify, limiter, limit_key, observe
+            )
+
+    async def _retry(
+        self,
+        first: TemporaryFailure,
+        started: float,
+        request: httpx.Request,
+        classify: Classifier,
+        limiter: SlidingWindowLimiter | None,
+        limit_key: str,
+        observe: Observer | None,
+    ) -> httpx.Response:
+        """Go on after the first attempt failed with `first`, within the retry policy."""
         policy = self.retry
         clock = self.clock
-        started = clock()
 
         def wait(state: RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
@@ -159,25 +249,29 @@ class HttpLayer:
             sleep=self.sleep,
             reraise=True,
         )
+        pending: TemporaryFailure | None = first
         async for attempt in retrying:
             with attempt:
-                return await self._once(method, url, classify, limiter, limit_key, observe, kwargs)
+                if pending is not None:
+                    # Tenacity's first attempt is the one already made: it fails as it did, so
+                    # the attempts, waits and budget count exactly as if tenacity had made it.
+                    replay, pending = pending, None
+                    raise replay
+                return await self._once(request, classify, limiter, limit_key, observe)
         raise AssertionError("unreachable: tenacity reraises the last failure")
 
     async def _once(
         self,
-        method: str,
-        url: str,
+        request: httpx.Request,
         classify: Classifier,
         limiter: SlidingWindowLimiter | None,
         limit_key: str,
         observe: Observer | None,
-        kwargs: dict[str, Any],
     ) -> httpx.Response:
         if limiter is not None:
             await limiter.acquire(limit_key, self.sleep)
         try:
-            response = await self.client.request(method, url, **kwargs)
+            response = await self._send(request)
         except httpx.TimeoutException as exc:
             raise TemporaryFailure(
                 ErrorCode.TIMEOUT, "the provider did not answer in time"
@@ -196,10 +290,49 @@ class HttpLayer:
             raise failure
         return response
 
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        """What `AsyncClient.send` does for us: send, and read the answer in full."""
+        response = await self.transport.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
+
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._transport is not None:
+            await self._transport.aclose()
+            self._transport = self._given
+
+
+# A provider's endpoints repeat for every account: parse each URL once (httpx.URL is immutable).
+_parsed_url = functools.lru_cache(maxsize=1024)(httpx.URL)
+
+
+def _with_base(headers: dict[str, str] | None) -> list[tuple[str, str]]:
+    if not headers:
+        return list(BASE_HEADERS)
+    given = {name.lower() for name in headers}
+    return [h for h in BASE_HEADERS if h[0].lower() not in given] + list(headers.items())
+
+
+_parsed: weakref.WeakKeyDictionary[httpx.Response, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object, or {} when it holds none. Parsed once per response, however
+    many of a connector's steps (observe, classify, read) look at it."""
+    found = _parsed.get(response)
+    if found is None:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        found = body if isinstance(body, dict) else {}
+        _parsed[response] = found
+    return found
 
 
 def retry_after_seconds(response: httpx.Response, default: float = 1.0) -> float:

@@ -22,7 +22,7 @@ from connectors.base import (
     ProviderError,
     TemporaryFailure,
 )
-from connectors.http import HttpLayer, common_failure
+from connectors.http import HttpLayer, common_failure, json_object
 
 SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}\.myshopify\.com$")
 SHOP_QUERY = "{ shop { name plan { displayName } currencyCode myshopifyDomain } }"
@@ -304,17 +304,9 @@ def _when(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def _tokens(response: httpx.Response, started: datetime) -> tuple[dict[str, Any], datetime | None]:
     """Credentials from a token answer; expiry counted from when we asked, to err early."""
-    body = _json(response)
+    body = json_object(response)
     token = body.get("access_token")
     if not isinstance(token, str) or not token:
         raise PermanentFailure(
@@ -336,7 +328,7 @@ def _tokens(response: httpx.Response, started: datetime) -> tuple[dict[str, Any]
 
 
 def _scope(response: httpx.Response) -> str | None:
-    scope = _json(response).get("scope")
+    scope = json_object(response).get("scope")
     return scope if isinstance(scope, str) else None
 
 
@@ -355,7 +347,7 @@ def _throttle_status(response: httpx.Response) -> tuple[float, float] | None:
     """GraphQL's (currentlyAvailable, restoreRate), when the answer carries them."""
     if "json" not in response.headers.get("content-type", ""):
         return None
-    extensions = _json(response).get("extensions")
+    extensions = json_object(response).get("extensions")
     cost = extensions.get("cost") if isinstance(extensions, dict) else None
     status = cost.get("throttleStatus") if isinstance(cost, dict) else None
     if not isinstance(status, dict):
@@ -367,7 +359,7 @@ def _throttle_status(response: httpx.Response) -> tuple[float, float] | None:
 
 
 def _query_cost(response: httpx.Response) -> float:
-    extensions = _json(response).get("extensions")
+    extensions = json_object(response).get("extensions")
     cost = extensions.get("cost") if isinstance(extensions, dict) else None
     requested = cost.get("requestedQueryCost") if isinstance(cost, dict) else None
     return float(requested) if isinstance(requested, int | float) else 1.0
@@ -412,7 +404,7 @@ def _classify_graphql(response: httpx.Response) -> ProviderError | None:
     failure = _classify_api(response)
     if failure is not None:
         return failure
-    errors = _json(response).get("errors")
+    errors = json_object(response).get("errors")
     if not errors:
         return None
     codes = {
@@ -439,7 +431,7 @@ def _classify_graphql(response: httpx.Response) -> ProviderError | None:
 
 
 def _oauth_error(response: httpx.Response) -> str:
-    body = _json(response)
+    body = json_object(response)
     return str(body.get("error") or "").lower()
 
 
@@ -472,7 +464,7 @@ def _classify_refresh(response: httpx.Response) -> ProviderError | None:
 
 
 def _graphql_metadata(response: httpx.Response) -> dict[str, Any]:
-    data = _json(response).get("data")
+    data = json_object(response).get("data")
     shop = data.get("shop") if isinstance(data, dict) else None
     if not isinstance(shop, dict):
         raise TemporaryFailure(
@@ -488,7 +480,7 @@ def _graphql_metadata(response: httpx.Response) -> dict[str, Any]:
 
 
 def _rest_metadata(response: httpx.Response) -> dict[str, Any]:
-    shop = _json(response).get("shop")
+    shop = json_object(response).get("shop")
     if not isinstance(shop, dict):
         raise TemporaryFailure(
             ErrorCode.PROVIDER_UNAVAILABLE, "Shopify's answer held no shop; try again"

@@ -70,9 +70,10 @@ def _setup_logging(**_: Any) -> None:
 
 @signals.worker_process_init.connect
 def _fresh_process(**_: Any) -> None:
-    from worker.runtime import reset_deps
+    from worker.runtime import reset_deps, tune_collector
 
     reset_deps()
+    tune_collector()
 
 
 @signals.task_prerun.connect

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 
@@ -48,3 +49,12 @@ def reset_deps() -> None:
             _deps.db.dispose()
         _deps = None
         _pid = None
+
+
+def tune_collector() -> None:
+    """Garbage collection for a worker process that allocates much per check and keeps little:
+    what exists at process start (the imported code) is frozen out of every collection, and a
+    collection waits for 10,000 new objects instead of 700. By measurement this saves about
+    40 us of CPU per scheduled check (bench/README.md); reference cycles live a little longer."""
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)

@@ -1,6 +1,7 @@
 """Scheduled checks in batches against the provider simulators: each outcome gives the right
 status and error, changes are recorded once, a recovered account resolves its error, a batch
-delivered twice or after its lease records nothing, and a batch's checks run concurrently."""
+delivered twice or after its lease records nothing, a batch's checks run concurrently, and one
+account's unreadable credentials fail only its own check."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from cryptography.fernet import Fernet
 from sqlalchemy import func, select, update
 
 from models import Account, AccountError, AccountStatus, OutboxEvent, StatusChange, utc_now
@@ -22,8 +24,9 @@ from tests.fixtures.checks import (
 )
 from tests.simulators.fortnox import FortnoxSimulator
 from tests.simulators.shopify import ShopifySimulator
+from worker.service.batches import BatchChecker
 from worker.service.deps import Deps
-from worker.service.schedule import BatchChecker, Cadence
+from worker.service.schedule import Cadence
 from worker.vault import Vault
 
 
@@ -328,3 +331,23 @@ def test_count_of_status_rows_matches_changes_only(
         assert session.scalar(select(func.count()).select_from(OutboxEvent)) == 0
         statuses = set(session.scalars(select(Account.status)))
     assert statuses == {AccountStatus.CONNECTED.value}
+
+
+def test_unreadable_credentials_fail_their_own_check_not_the_batch(
+    check_deps: Deps, vault: Vault, stripe_checks: CheckedStripe
+) -> None:
+    deps = check_deps
+    made = insert_stripe_accounts(deps.db, vault, stripe_checks, 3)
+    broken = made[0][0]
+    with deps.db.unit_of_work() as session:  # written with a key this worker does not have
+        session.execute(
+            update(Account)
+            .where(Account.id == broken)
+            .values(credentials=Vault([Fernet.generate_key().decode()]).encrypt({"api_key": "x"}))
+        )
+    make_due(deps)
+    [report] = run_due(deps, checker(deps))
+    assert report["verdicts"] == {"crashed": 1, "recorded": 2}
+    assert report["passed"] == 2
+    assert account(deps, broken).status == "connected"  # nothing recorded; retried sooner
+    assert changes(deps, broken) == []

@@ -16,8 +16,8 @@ from sqlalchemy import func, select, update
 
 from models import Account, AccountError, OutboxEvent, ProviderIncident, StatusChange, utc_now
 from tests.fixtures.checks import CADENCE, CheckedStripe, checker, claim_all, insert_stripe_accounts
+from worker.service.batches import BatchChecker
 from worker.service.deps import Deps
-from worker.service.schedule import BatchChecker
 from worker.vault import Vault
 
 

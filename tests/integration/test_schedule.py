@@ -1,6 +1,6 @@
 """Claiming due accounts on PostgreSQL: concurrent claimers never share an account, the lease moves
 the next check, new accounts are spread over the interval, disconnected ones are never
-scheduled, and batches are sent only after the claim commits."""
+scheduled, batches are sent only after the claim commits, and one tick claims at a time."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from models import Account, AccountStatus, utc_now
 from tests.fixtures.checks import CADENCE, CheckedStripe, insert_stripe_accounts
 from worker.service.deps import Deps
-from worker.service.schedule import Batch, claim_due, place_new, tick
+from worker.service.schedule import CLAIM_LOCK, Batch, claim_due, place_new, tick
 from worker.vault import Vault
 
 
@@ -136,3 +136,21 @@ def test_a_send_that_fails_leaves_the_accounts_to_their_lease(
         tick(deps.db, CADENCE, broker_down)
     # Claimed (the database is the truth) and not due again until the lease ends.
     assert all(v is not None and v > utc_now() for v in next_checks(deps).values())  # type: ignore[operator]
+
+
+def test_one_tick_claims_at_a_time_and_another_returns_at_once(
+    check_deps: Deps, vault: Vault, stripe_checks: CheckedStripe
+) -> None:
+    deps = check_deps
+    due = utc_now() - timedelta(seconds=1)
+    insert_stripe_accounts(deps.db, vault, stripe_checks, 5, next_check_at=due)
+    sent: list[Batch] = []
+    with deps.db.engine.connect() as other:  # another tick, in the middle of its claims
+        other.execute(text("SELECT pg_advisory_lock(:key)"), {"key": CLAIM_LOCK})
+        assert tick(deps.db, CADENCE, sent.append) == 0
+        assert sent == []
+        other.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": CLAIM_LOCK})
+    assert tick(deps.db, CADENCE, sent.append) == 5
+    with deps.db.engine.connect() as other:  # the tick gave the lock back
+        assert other.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": CLAIM_LOCK})
+        other.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": CLAIM_LOCK})

@@ -1,5 +1,6 @@
 """The HTTP layer without a network: retries of temporary failures only, `Retry-After` honoured
-within the budget, the sliding-window limiter and its deferrals, and the response observer."""
+within the budget, the sliding-window limiter (its deferrals, and forgetting idle keys), the
+response observer, the headers every request carries, and answers parsed once."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from connectors.http import (
     RetryPolicy,
     SlidingWindowLimiter,
     common_failure,
+    json_object,
     retry_after_seconds,
 )
 
@@ -214,3 +216,46 @@ def test_limiter_defer_reaches_a_caller_already_waiting() -> None:
 
     run(two())
     assert fake.waits == [1.0, 10.0]
+
+
+def test_limiter_forgets_keys_idle_for_a_window_but_not_their_pauses_in_force() -> None:
+    fake = FakeTime()
+    limiter = SlidingWindowLimiter(2, 5.0, fake.clock)
+    for n in range(100):
+        run(limiter.acquire(f"account-{n}", fake.sleep))
+    limiter.defer("paused", 60.0)
+    assert len(limiter) == 101
+    fake.now += 6.0  # a whole window without calls
+    run(limiter.acquire("another", fake.sleep))
+    assert len(limiter) == 2  # "another", and the pause still in force
+    assert limiter.paused_for("paused") == pytest.approx(54.0)
+    # A forgotten key starts afresh: its old calls no longer count against it.
+    run(limiter.acquire("account-0", fake.sleep))
+    assert fake.waits == []
+
+
+def test_requests_carry_the_base_headers_the_connectors_override_and_no_cookies() -> None:
+    fake = FakeTime()
+    seen: list[httpx.Headers] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers)
+        return httpx.Response(200, headers={"Set-Cookie": "session=account-a"}, json={})
+
+    http_ = layer(handler, fake)
+    run(http_.request("GET", "https://p/x", classify=classify, headers={"accept": "text/csv"}))
+    run(http_.request("GET", "https://p/x", classify=classify))
+    assert seen[0]["accept"] == "text/csv"
+    assert seen[0]["user-agent"] == "standout-connections/0.1"
+    assert seen[1]["accept"] == "*/*"
+    # One layer serves every account: a cookie one answer set never reaches the next call.
+    assert "cookie" not in seen[1]
+
+
+def test_json_object_parses_each_answer_once() -> None:
+    response = httpx.Response(200, json={"shop": {"name": "A"}})
+    first = json_object(response)
+    assert first == {"shop": {"name": "A"}}
+    assert json_object(response) is first
+    assert json_object(httpx.Response(200, content=b"[1, 2]")) == {}
+    assert json_object(httpx.Response(502, content=b"<html>bad gateway")) == {}

@@ -1,5 +1,6 @@
 """The cadence (healthy, backoff, error, disconnected, token renewal, jitter), the batch message,
-and the recent-checks window that tells an outage from one account's trouble."""
+the even split of claimed accounts into batches, and the recent-checks window that tells an
+outage from one account's trouble."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from connectors.base import CheckResult, ErrorCode, PermanentFailure, TemporaryFailure
 from models import Account
 from worker.service.incidents import IncidentPolicy, RecentChecks, is_outage
-from worker.service.schedule import Batch, Cadence, Verdict
+from worker.service.schedule import Batch, Cadence, Verdict, _even_parts
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 CADENCE = Cadence(interval=900.0)
@@ -108,3 +109,16 @@ def test_only_unreachable_slow_or_failing_providers_count_as_outage() -> None:
     assert not is_outage(TemporaryFailure(ErrorCode.RATE_LIMITED, "429"))
     assert not is_outage(PermanentFailure(ErrorCode.CREDENTIALS_INVALID, "401"))
     assert not is_outage(CheckResult())
+
+
+@pytest.mark.parametrize(
+    ("count", "most", "sizes"),
+    [(0, 10, []), (10, 10, [10]), (11, 10, [6, 5]), (667, 400, [334, 333]), (45, 10, [9] * 5)],
+)
+def test_batches_are_as_few_as_the_size_allows_and_even(
+    count: int, most: int, sizes: list[int]
+) -> None:
+    ids = [uuid.uuid4() for _ in range(count)]
+    parts = _even_parts(ids, most)
+    assert [len(p) for p in parts] == sizes
+    assert [i for p in parts for i in p] == ids  # every id once, in claim order

@@ -30,6 +30,23 @@ CheckOutcome = CheckResult | ProviderError
 NOT_RESOLVED_BY_CHECK = {ErrorCode.EVENT_UNPROCESSABLE.value}
 
 
+@dataclass(frozen=True, slots=True)
+class CheckTarget:
+    """What checking an account needs of it, read as plain columns: a batch reads hundreds of
+    accounts and needs neither the ORM's tracking nor the JSON columns it does not use."""
+
+    id: uuid.UUID
+    type: str
+    org_id: str
+    connection: dict[str, Any]
+    credentials: bytes
+    credentials_version: int
+
+
+# A loaded account, or the columns of one a batch read.
+Checkable = Account | CheckTarget
+
+
 @dataclass(frozen=True)
 class Probe:
     account_id: uuid.UUID
@@ -54,7 +71,7 @@ def probe(deps: Deps, account: Account) -> Probe:
 
 
 async def refresh_credentials(
-    deps: Deps, account: Account, connector: Connector, *, ahead: timedelta = timedelta(0)
+    deps: Deps, account: Checkable, connector: Connector, *, ahead: timedelta = timedelta(0)
 ) -> tuple[dict[str, Any], int]:
     """Refresh the account's credentials, once at a time per account across every process.
 
@@ -88,20 +105,23 @@ async def refresh_credentials(
 
 async def probe_async(
     deps: Deps,
-    account: Account,
+    account: Checkable,
     *,
     refresh_ahead: timedelta = timedelta(0),
     refresh_gate: asyncio.Semaphore | None = None,
+    credentials: dict[str, Any] | None = None,
 ) -> Probe:
     """Ask the provider about one account; no transaction is held during the call, so one
     loop probes many accounts at once.
 
     `refresh_gate` bounds the refreshes in flight: each holds a row lock and a connection.
+    `credentials` are the account's decrypted credentials when the caller has them already.
     """
     connector = deps.connectors.get(account.type)
     version = account.credentials_version
     try:
-        credentials = deps.vault.decrypt(account.credentials)
+        if credentials is None:
+            credentials = deps.vault.decrypt(account.credentials)
         if connector.needs_refresh(credentials, utc_now() + refresh_ahead):
             async with refresh_gate or contextlib.nullcontext():
                 credentials, version = await refresh_credentials(
@@ -125,7 +145,7 @@ def apply_outcome(
     """Record what a check found: status only on change, one open error per problem.
 
     `open_codes`, when the caller already read the account's open errors (a batch does, in one
-    query), spares the query for them on a passing check.
+    query), spares the queries for them: on a passing check, and on a failure that is new.
     """
     account.last_checked_at = utc_now()
     if isinstance(outcome, CheckResult):
@@ -138,7 +158,7 @@ def apply_outcome(
         set_status(session, account, AccountStatus.CONNECTED, "check passed", source)
         return
     account.consecutive_failures += 1
-    open_error(session, account, outcome.code, outcome.message, source)
+    open_error(session, account, outcome.code, outcome.message, source, open_codes=open_codes)
     set_status(session, account, status_for(outcome.code), outcome.message, source)
 
 

@@ -3,6 +3,7 @@ the change they describe, in the caller's transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import select
@@ -76,11 +77,22 @@ def set_status(
 
 
 def open_error(
-    session: Session, account: Account, code: ErrorCode, message: str, source: str
+    session: Session,
+    account: Account,
+    code: ErrorCode,
+    message: str,
+    source: str,
+    *,
+    open_codes: Collection[str] | None = None,
 ) -> AccountError:
-    """Open an error, or count another occurrence of the one already open for this problem."""
+    """Open an error, or count another occurrence of the one already open for this problem.
+
+    `open_codes`, when the caller read the account's open errors in this transaction, spares
+    the query for one that is not among them (a racing writer still ends in the unique index).
+    """
     now = utc_now()
-    existing = _open_error(session, account, code)
+    known_absent = open_codes is not None and code.value not in open_codes
+    existing = None if known_absent else _open_error(session, account, code)
     if existing is not None:
         existing.occurrences += 1
         existing.last_occurred_at = now

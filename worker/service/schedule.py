@@ -1,35 +1,33 @@
-"""Due-based health checks: a tick claims the accounts whose check is due under a lease, batches of
-them are checked concurrently on one event loop, and each account's next check is set from what
-its check found (cadence, backoff, token expiry)."""
+"""Due-based health checks: a tick claims the accounts whose check is due under a lease and sends
+them on in batches (checked by `batches.BatchChecker`), and each account's next check is set from
+what its check found (cadence, backoff, token expiry)."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import enum
 import functools
 import random
-import time
 import uuid
+import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import structlog
-from sqlalchemy import Table, bindparam, case, literal, null, select, update
+from sqlalchemy import case, literal, null, select, text, update
 from sqlalchemy.orm import Session
 
-from connectors import CheckResult, ProviderError
-from models import Account, AccountError, AccountStatus, Database, after_commit, utc_now
-from worker.service import incidents
-from worker.service.checks import CheckOutcome, Probe, apply_outcome, probe_async
-from worker.service.deps import Deps
-from worker.service.incidents import Assessment, IncidentPolicy, RecentChecks
+from connectors import ProviderError
+from models import Account, AccountStatus, Database, after_commit, utc_now
+from worker.service.checks import CheckOutcome
 
 log = structlog.get_logger(__name__)
 
 DISCONNECTED = AccountStatus.DISCONNECTED.value
+CLAIM_LOCK = zlib.crc32(b"checks-claim")  # the advisory lock key of `tick`
 
 
 @dataclass(frozen=True)
@@ -196,10 +194,23 @@ def claim_due(
         if status != DISCONNECTED:
             by_provider[type_].append(account_id)
     return [
-        Batch(provider, tuple(ids[i : i + batch_size]), lease)
+        Batch(provider, part, lease)
         for provider, ids in sorted(by_provider.items())
-        for i in range(0, len(ids), batch_size)
+        for part in _even_parts(ids, batch_size)
     ]
+
+
+def _even_parts(ids: list[uuid.UUID], most: int) -> list[tuple[uuid.UUID, ...]]:
+    """`ids` in as few parts of at most `most` as can be, of sizes that differ by one at most:
+    no small remainder batch that costs a batch's fixed work for a few accounts."""
+    count = -(-len(ids) // most)
+    size, extra = divmod(len(ids), count) if count else (0, 0)
+    parts, start = [], 0
+    for n in range(count):
+        end = start + size + (n < extra)
+        parts.append(tuple(ids[start:end]))
+        start = end
+    return parts
 
 
 def place_new(
@@ -234,237 +245,53 @@ def tick(
     rng: random.Random | None = None,
     max_accounts: int = 20_000,
     chunk: int = 2_000,
-    batch_size: int = 200,
+    batch_size: int = 400,
 ) -> int:
     """One scheduler tick: place new accounts, then claim what is due, a chunk per transaction,
     and send each chunk's batches once it has committed. Returns how many accounts were claimed.
 
     Safe from any number of beats at once: claims never overlap. A batch that is never sent or
     never finishes costs only a delay: its lease runs out and a later tick claims it again.
+    One tick claims at a time: ticks that queued up behind a backlog of batches come due
+    together, and a tick that finds another claiming returns at once instead of taking one
+    more worker process off the checks.
     """
-    rng = rng or random.Random()
-    with db.unit_of_work() as session:
-        place_new(session, cadence, utc_now(), rng)
-    claimed = 0
-    while claimed < max_accounts:
+    with _sole_claimer(db) as sole:
+        if not sole:
+            return 0
+        rng = rng or random.Random()
         with db.unit_of_work() as session:
-            want = min(chunk, max_accounts - claimed)
-            batches = claim_due(session, cadence, utc_now(), limit=want, batch_size=batch_size)
-            for batch in batches:
-                after_commit(session, functools.partial(send, batch))
-        got = sum(len(b.account_ids) for b in batches)
-        claimed += got
-        if got < want:
-            break
+            place_new(session, cadence, utc_now(), rng)
+        claimed = 0
+        while claimed < max_accounts:
+            with db.unit_of_work() as session:
+                want = min(chunk, max_accounts - claimed)
+                batches = claim_due(session, cadence, utc_now(), limit=want, batch_size=batch_size)
+                for batch in batches:
+                    after_commit(session, functools.partial(send, batch))
+            got = sum(len(b.account_ids) for b in batches)
+            claimed += got
+            if got < want:
+                break
     if claimed:
         log.info("checks_claimed", accounts=claimed)
     return claimed
 
 
-@dataclass
-class BatchReport:
-    provider: str
-    accounts: int
-    checked: int = 0
-    verdicts: dict[str, int] = field(default_factory=dict)
-    passed: int = 0
-    incident: str | None = None
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class BatchChecker:
-    """Checks batches in one worker process: the connectors' event loop and HTTP client, a bound
-    on concurrent checks per provider, and the provider's recent checks for incident detection."""
-
-    def __init__(
-        self,
-        deps: Deps,
-        cadence: Cadence,
-        *,
-        policy: IncidentPolicy | None = None,
-        concurrency: int = 64,
-        refreshes: int = 4,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.deps = deps
-        self.cadence = cadence
-        self.recent = RecentChecks(policy or IncidentPolicy())
-        self.concurrency = concurrency
-        self.refreshes = refreshes
-        self.rng = rng or random.Random()
-
-    def run(self, batch: Batch) -> BatchReport:
-        started = time.monotonic()
-        accounts = self._leased(batch)
-        probes = self.deps.connectors.run(self._probe_all(accounts)) if accounts else {}
-        with self.deps.db.unit_of_work() as session:
-            report = self._record(session, batch, probes)
-        report.seconds = round(time.monotonic() - started, 3)
-        log.info("checks_batch", **report.as_dict())
-        return report
-
-    def _leased(self, batch: Batch) -> list[Account]:
-        """The batch's accounts still under this batch's lease (a message delivered twice, or
-        after a later claim, finds none)."""
-        with self.deps.db.unit_of_work() as session:
-            accounts = list(
-                session.scalars(
-                    select(Account).where(
-                        Account.id.in_(batch.account_ids),
-                        Account.next_check_at == batch.lease,
-                        Account.status != DISCONNECTED,
-                    )
-                )
-            )
-            session.expunge_all()
-        return accounts
-
-    async def _probe_all(self, accounts: list[Account]) -> dict[uuid.UUID, Probe | BaseException]:
-        gate = asyncio.Semaphore(self.concurrency)
-        refresh_gate = asyncio.Semaphore(self.refreshes)
-        ahead = timedelta(seconds=self.cadence.refresh_ahead)
-
-        async def one(account: Account) -> Probe:
-            async with gate:
-                return await probe_async(
-                    self.deps, account, refresh_ahead=ahead, refresh_gate=refresh_gate
-                )
-
-        results = await asyncio.gather(*(one(a) for a in accounts), return_exceptions=True)
-        return {a.id: r for a, r in zip(accounts, results, strict=True)}
-
-    def _record(
-        self, session: Session, batch: Batch, probes: dict[uuid.UUID, Probe | BaseException]
-    ) -> BatchReport:
-        """One transaction for the batch: lock its rows, keep those still under our lease, and
-        write each outcome. A pass that changes nothing but the times (the common case) is
-        written in one statement for all such accounts; anything else goes through the account's
-        full record (status, errors, events)."""
-        report = BatchReport(batch.provider, len(batch.account_ids))
-        if not probes:
-            return report
-        now = utc_now()
-        table = cast(Table, Account.__table__)
-        locked = session.execute(
-            select(
-                table.c.id,
-                table.c.next_check_at,
-                table.c.status,
-                table.c.credentials_version,
-                table.c.consecutive_failures,
-                table.c.credentials_expire_at,
-                table.c["metadata"],
-            )
-            .where(table.c.id.in_(list(probes)))
-            .order_by(table.c.id)
-            .with_for_update()
-        ).all()
-        current = [row for row in locked if row[1] == batch.lease]
-        open_codes = _open_codes(session, (row[0] for row in current))
-        outcomes = [
-            p.outcome
-            for row in current
-            if isinstance(p := probes[row[0]], Probe) and p.credentials_version == row[3]
-        ]
-        assessment = incidents.assess(session, batch.provider, outcomes, self.recent, now)
-        counts: dict[str, int] = defaultdict(int)
-        unchanged: list[dict[str, Any]] = []
-        for account_id, _, status, version, failures, expires_at, meta in current:
-            probe = probes[account_id]
-            outcome = probe.outcome if isinstance(probe, Probe) else None
-            if (
-                isinstance(outcome, CheckResult)
-                and isinstance(probe, Probe)
-                and probe.credentials_version == version
-                and status == AccountStatus.CONNECTED
-                and failures == 0
-                and not open_codes[account_id]
-                and {**meta, **outcome.metadata} == meta
-            ):
-                due = self.cadence.due(
-                    status, 0, expires_at, Verdict.RECORDED, outcome, now, self.rng
-                )
-                unchanged.append({"b_id": account_id, "b_checked": now, "b_due": due})
-                verdict = Verdict.RECORDED
-            else:
-                account = session.get_one(Account, account_id)  # locked above
-                verdict = self._apply(session, account, probe, assessment, open_codes[account_id])
-                account.next_check_at = self.cadence.next_check(
-                    account, verdict, outcome, now, self.rng
-                )
-            counts[verdict.value] += 1
-            report.passed += isinstance(outcome, CheckResult) and verdict is Verdict.RECORDED
-        if unchanged:
-            session.execute(
-                update(table)
-                .where(table.c.id == bindparam("b_id"))
-                .values(
-                    last_checked_at=bindparam("b_checked"),
-                    next_check_at=bindparam("b_due"),
-                    updated_at=table.c.updated_at,  # nothing about the account changed
-                ),
-                unchanged,
-            )
-        if assessment.incident is not None:
-            incidents.count_failures(session, assessment.incident, counts[Verdict.INCIDENT.value])
-            report.incident = str(assessment.incident.id)
-        report.checked = len(current)
-        report.verdicts = dict(counts)
-        return report
-
-    def _apply(
-        self,
-        session: Session,
-        account: Account,
-        probe: Probe | BaseException,
-        assessment: Assessment,
-        open_codes: set[str],
-    ) -> Verdict:
-        if account.status == DISCONNECTED:
-            return Verdict.GONE
-        if isinstance(probe, BaseException):
-            log.error("check_crashed", account_id=str(account.id), error=repr(probe))
-            return Verdict.CRASHED
-        if probe.credentials_version != account.credentials_version:
-            return Verdict.STALE
-        outcome = probe.outcome
-        if isinstance(outcome, ProviderError) and outcome.temporary:
-            if assessment.incident is not None and incidents.is_outage(outcome):
-                self._inconclusive(account)
-                return Verdict.INCIDENT
-            if account.status == AccountStatus.ERROR or self._hold(account, assessment):
-                # An account that needs a person stays in error: a provider hiccup changes
-                # nothing about that.
-                self._inconclusive(account)
-                return Verdict.HELD
-        apply_outcome(session, account, outcome, "check", open_codes=open_codes)
-        return Verdict.RECORDED
-
-    def _hold(self, account: Account, assessment: Assessment) -> bool:
-        if account.status not in (AccountStatus.CONNECTED, AccountStatus.PENDING):
-            return False  # already degraded: each further failure is counted on its error
-        failures = account.consecutive_failures + 1
-        if failures < self.cadence.confirm_after:
-            return True
-        return assessment.suspect and failures < self.cadence.hold_limit
-
-    @staticmethod
-    def _inconclusive(account: Account) -> None:
-        account.last_checked_at = utc_now()
-        account.consecutive_failures += 1
-
-
-def _open_codes(session: Session, account_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, set[str]]:
-    codes: dict[uuid.UUID, set[str]] = defaultdict(set)
-    ids = list(account_ids)
-    if ids:
-        for account_id, code in session.execute(
-            select(AccountError.account_id, AccountError.code).where(
-                AccountError.account_id.in_(ids), AccountError.resolved_at.is_(None)
-            )
-        ):
-            codes[account_id].add(code)
-    return codes
+@contextlib.contextmanager
+def _sole_claimer(db: Database) -> Iterator[bool]:
+    """True while this tick is the only one claiming: a PostgreSQL advisory lock on a connection
+    of its own, released at the end (or with the connection, if the process dies). Other
+    databases allow one writer at a time anyway."""
+    if not db.is_postgres:
+        yield True
+        return
+    with db.engine.connect() as conn:
+        sole = bool(conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": CLAIM_LOCK}))
+        conn.commit()  # the lock belongs to the connection, not to a transaction
+        try:
+            yield sole
+        finally:
+            if sole:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": CLAIM_LOCK})
+                conn.commit()

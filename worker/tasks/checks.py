@@ -8,24 +8,24 @@ from typing import Any
 
 from worker.celery_app import app
 from worker.runtime import get_deps
-from worker.service import schedule
+from worker.service import batches, schedule
 from worker.settings import get_settings
 
-_checker: schedule.BatchChecker | None = None
+_checker: batches.BatchChecker | None = None
 
 
 def cadence() -> schedule.Cadence:
     return schedule.Cadence(interval=float(get_settings().check_interval_seconds))
 
 
-def checker() -> schedule.BatchChecker:
+def checker() -> batches.BatchChecker:
     """This process's checker; rebuilt when the process's dependencies are (after a fork)."""
     global _checker
     if _checker is None:
         _fast_loop()
     deps = get_deps()
     if _checker is None or _checker.deps is not deps:
-        _checker = schedule.BatchChecker(deps, cadence())
+        _checker = batches.BatchChecker(deps, cadence())
     return _checker
 
 
