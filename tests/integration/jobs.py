@@ -17,64 +17,44 @@ COLLABORATOR = {"user_id": "u-collab", "role": "collaborator"}
 READER = {"user_id": "u-reader", "role": "reader"}
 
 
-def add(deps: Deps, request_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
-    args = {"org_id": "org-1", "actor": ADMIN, "type": "stripe", "name": "Main", **kwargs}
+def _run(deps: Deps, name: str, request_id: str | None, args: dict[str, Any], work: Any) -> Any:
     return run_job(
         deps.db,
         job_id=str(uuid.uuid4()),
-        name="accounts.add",
+        name=name,
         request_id=request_id,
         org_id=args["org_id"],
-        work=lambda s: accounts.add(s, deps, **args),
+        work=lambda s: work(s, **args),
     )
+
+
+def add(deps: Deps, request_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    args = {"org_id": "org-1", "actor": ADMIN, "type": "stripe", "name": "Main", **kwargs}
+    return _run(deps, "accounts.add", request_id, args, lambda s, **a: accounts.add(s, deps, **a))
 
 
 def update(deps: Deps, request_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
     args = {"org_id": "org-1", "actor": ADMIN, **kwargs}
-    return run_job(
-        deps.db,
-        job_id=str(uuid.uuid4()),
-        name="accounts.update",
-        request_id=request_id,
-        org_id=args["org_id"],
-        work=lambda s: accounts.update(s, deps, **args),
+    return _run(
+        deps, "accounts.update", request_id, args, lambda s, **a: accounts.update(s, deps, **a)
     )
 
 
 def remove(deps: Deps, request_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
     args = {"org_id": "org-1", "actor": ADMIN, **kwargs}
-    return run_job(
-        deps.db,
-        job_id=str(uuid.uuid4()),
-        name="accounts.remove",
-        request_id=request_id,
-        org_id=args["org_id"],
-        work=lambda s: accounts.remove(s, deps, **args),
+    return _run(
+        deps, "accounts.remove", request_id, args, lambda s, **a: accounts.remove(s, deps, **a)
     )
 
 
 def link(deps: Deps, **kwargs: Any) -> dict[str, Any]:
     args = {"org_id": "org-1", "name": "Invoice sync", **kwargs}
-    return run_job(
-        deps.db,
-        job_id=str(uuid.uuid4()),
-        name="integrations.link",
-        request_id=None,
-        org_id=args["org_id"],
-        work=lambda s: integrations.link(s, **args),
-    )
+    return _run(deps, "integrations.link", None, args, integrations.link)
 
 
 def unlink(deps: Deps, **kwargs: Any) -> dict[str, Any]:
     args = {"org_id": "org-1", **kwargs}
-    return run_job(
-        deps.db,
-        job_id=str(uuid.uuid4()),
-        name="integrations.unlink",
-        request_id=None,
-        org_id=args["org_id"],
-        work=lambda s: integrations.unlink(s, **args),
-    )
+    return _run(deps, "integrations.unlink", None, args, integrations.unlink)
 
 
 def counts(deps: Deps) -> dict[str, int]:

@@ -15,19 +15,16 @@ from typing import Any, cast
 
 import structlog
 from sqlalchemy import (
-    ColumnElement,
     DateTime,
     Table,
     Uuid,
-    any_,
     bindparam,
     func,
-    literal,
     select,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import QueryableAttribute, Session
+from sqlalchemy.orm import Session
 
 from connectors import CheckResult, ProviderError
 from models import Account, AccountError, AccountStatus, utc_now
@@ -35,6 +32,7 @@ from worker.service import incidents
 from worker.service.checks import CheckTarget, Probe, apply_outcome, probe_async
 from worker.service.deps import Deps
 from worker.service.incidents import Assessment, IncidentPolicy, RecentChecks
+from worker.service.queries import among
 from worker.service.schedule import DISCONNECTED, Batch, Cadence, Verdict
 
 log = structlog.get_logger(__name__)
@@ -99,7 +97,7 @@ class BatchChecker:
                     table.c.credentials,
                     table.c.credentials_version,
                 ).where(
-                    _among(session, table.c.id, batch.account_ids),
+                    among(session, table.c.id, batch.account_ids),
                     table.c.next_check_at == batch.lease,
                     table.c.status != DISCONNECTED,
                 )
@@ -160,7 +158,7 @@ class BatchChecker:
                 table.c.credentials_expire_at,
                 table.c["metadata"],
             )
-            .where(_among(session, table.c.id, probes))
+            .where(among(session, table.c.id, probes))
             .order_by(table.c.id)
             .with_for_update()
         ).all()
@@ -265,19 +263,6 @@ def _plain_pass(row: Sequence[Any], probe: Probe | BaseException, open_codes: se
     )
 
 
-def _among(
-    session: Session,
-    column: ColumnElement[uuid.UUID] | QueryableAttribute[uuid.UUID],
-    ids: Iterable[uuid.UUID],
-) -> ColumnElement[bool]:
-    """`column IN (ids)`. On PostgreSQL `column = ANY(array)`: one parameter instead of one per
-    id keeps the statement's text short and constant, so the driver caches its parsing and the
-    server its plan (by measurement about 1 ms less CPU per statement of 200 ids)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(literal(list(ids), ARRAY(Uuid())))
-    return column.in_(list(ids))
-
-
 def _write_plain_passes(
     session: Session, now: datetime, due: dict[uuid.UUID, datetime | None]
 ) -> None:
@@ -320,7 +305,7 @@ def _open_codes(session: Session, account_ids: Iterable[uuid.UUID]) -> dict[uuid
     if ids:
         for account_id, code in session.execute(
             select(AccountError.account_id, AccountError.code).where(
-                _among(session, AccountError.account_id, ids),
+                among(session, AccountError.account_id, ids),
                 AccountError.resolved_at.is_(None),
             )
         ):

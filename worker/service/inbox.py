@@ -29,6 +29,7 @@ from models import (
 )
 from worker.service import provider_events
 from worker.service.outcomes import Reason, Rejected
+from worker.service.queries import among
 from worker.service.records import open_error
 from worker.service.views import iso
 
@@ -272,7 +273,7 @@ def _count_delivery(
     with db.unit_of_work() as session:
         rows = session.execute(
             select(InboundEvent.id, InboundEvent.attempts, InboundEvent.last_error).where(
-                provider_events.among(session, InboundEvent.id, ids),
+                among(session, InboundEvent.id, ids),
                 InboundEvent.status == InboundStatus.RECEIVED,
             )
         ).all()
@@ -287,7 +288,7 @@ def _count_delivery(
         session.execute(
             update(InboundEvent)
             .where(
-                provider_events.among(session, InboundEvent.id, counted),
+                among(session, InboundEvent.id, counted),
                 InboundEvent.status == InboundStatus.RECEIVED,
             )
             .values(attempts=InboundEvent.attempts + 1)
@@ -312,7 +313,7 @@ def _process(
         session.scalars(
             select(InboundEvent)
             .where(
-                provider_events.among(session, InboundEvent.id, ids),
+                among(session, InboundEvent.id, ids),
                 InboundEvent.status == InboundStatus.RECEIVED,
             )
             .order_by(InboundEvent.received_at, InboundEvent.id)
@@ -327,9 +328,7 @@ def _process(
     marks = {
         m.account_id: m
         for m in session.scalars(
-            select(AccountEventMark).where(
-                provider_events.among(session, AccountEventMark.account_id, accounts)
-            )
+            select(AccountEventMark).where(among(session, AccountEventMark.account_id, accounts))
         )
     }
     integrations = provider_events.integration_ids(session, accounts.values())

@@ -8,13 +8,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, any_, literal, literal_column, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import ColumnElement, String, literal_column, select
 from sqlalchemy.orm import Session
 
 from connectors import ErrorCode
 from connectors.stripe import disabled_message
 from models import Account, AccountError, AccountStatus, Database, InboundEvent, IntegrationRef
+from worker.service.queries import among
 from worker.service.records import open_error, resolve_errors, set_status
 
 SOURCE = "event"
@@ -45,15 +45,6 @@ class Handler:
 
 
 # -- routing ----------------------------------------------------------------------------------
-
-
-def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
-    """`column IN values`; on PostgreSQL `column = ANY(array)`: one statement text whatever the
-    count, so it is parsed and prepared once instead of once per batch size."""
-    listed = list(values)
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(literal(listed, ARRAY(column.type)))
-    return column.in_(listed)
 
 
 def json_text(session: Session, column: str, key: str) -> ColumnElement[str]:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from models import Database, OutboxEvent, utc_now
-from worker.service.provider_events import among
+from worker.service.queries import among
 
 STREAM = "connections:events"
 # Any fixed number shared by every relay of this database: it names the relay's lock.
