@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import multiprocessing
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import redis
@@ -209,61 +211,117 @@ class ClientResult:
     sent_at: dict[str, float]  # event id -> wall-clock time the request was scheduled
 
 
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection that sends a pre-built request and reads the status
+    of its answer: a few microseconds of CPU per request, where an HTTP client library takes
+    a hundred, which on two shared cores would come out of the servers' share."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[int] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buffer[:end]).lower()
+        at = head.find(b"content-length:")
+        length = 0
+        if at >= 0:
+            line_end = head.find(b"\r\n", at)
+            length = int(head[at + 15 : line_end if line_end >= 0 else len(head)])
+        if len(self.buffer) < end + 4 + length:
+            return
+        del self.buffer[: end + 4 + length]
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(int(head[9:12]))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("the server closed the connection"))
+
+    async def send(self, request: bytes) -> int:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self.waiter
+
+
+def raw_request(host: str, delivery: Delivery) -> bytes:
+    path, body, headers, _ = delivery
+    head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return head.encode() + b"\r\n" + body
+
+
 def _client(
     url: str, batch: list[Delivery], concurrency: int, rate: float | None, start: float
 ) -> ClientResult:
-    import aiohttp
-
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
+    host = url.split("//", 1)[1]
+    address, port = host.rsplit(":", 1)
+    requests = [raw_request(host, item) for item in batch]
+    # A collection of the generator's own heap would show up as the servers' latency.
+    gc.collect()
+    gc.disable()
 
     async def run() -> ClientResult:
+        loop = asyncio.get_running_loop()
         statuses: dict[int, int] = {}
         latencies: list[float] = []
         sent_at: dict[str, float] = {}
-        connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
-        timeout = aiohttp.ClientTimeout(total=60)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            while time.monotonic() < start:
-                await asyncio.sleep(min(0.01, start - time.monotonic()))
-            first = time.monotonic()
+        # Every connection is open before the clock starts (none is opened mid-run).
+        idle: asyncio.Queue[_Connection] = asyncio.Queue()
+        for _ in range(concurrency):
+            _, connection = await loop.create_connection(_Connection, address, int(port))
+            idle.put_nowait(connection)
+        while time.monotonic() < start:
+            await asyncio.sleep(min(0.01, start - time.monotonic()))
+        first = time.monotonic()
 
-            async def send(item: Delivery, scheduled: float) -> None:
-                path, body, headers, event_id = item
-                sent_at[event_id] = time.time() - (time.monotonic() - scheduled)
-                try:
-                    async with session.post(url + path, data=body, headers=headers) as response:
-                        await response.read()
-                        status = response.status
-                except (aiohttp.ClientError, TimeoutError):
-                    status = 0
-                statuses[status] = statuses.get(status, 0) + 1
-                latencies.append(time.monotonic() - scheduled)
+        async def send(i: int, scheduled: float) -> None:
+            sent_at[batch[i][3]] = time.time() - (time.monotonic() - scheduled)
+            connection = await idle.get()
+            try:
+                status = await asyncio.wait_for(connection.send(requests[i]), 60)
+            except (OSError, TimeoutError):
+                status = 0
+                connection = (await loop.create_connection(_Connection, address, int(port)))[1]
+            idle.put_nowait(connection)
+            statuses[status] = statuses.get(status, 0) + 1
+            latencies.append(time.monotonic() - scheduled)
 
-            if rate is None:
-                queue = iter(batch)
+        if rate is None:  # closed loop: each connection sends its next request when answered
+            queue = iter(range(len(batch)))
 
-                async def loop() -> None:
-                    for item in queue:
-                        await send(item, time.monotonic())
+            async def loop_() -> None:
+                for i in queue:
+                    await send(i, time.monotonic())
 
-                await asyncio.gather(*[loop() for _ in range(concurrency)])
-            else:
-                # Open loop: requests leave on schedule whatever the answers do, and latency
-                # counts from the scheduled time (no coordinated omission).
-                tasks = []
-                for i, item in enumerate(batch):
-                    scheduled = first + i / rate
-                    delay = scheduled - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    tasks.append(asyncio.ensure_future(send(item, scheduled)))
-                await asyncio.gather(*tasks)
-            return ClientResult(statuses, latencies, first, time.monotonic(), sent_at)
+            await asyncio.gather(*[loop_() for _ in range(concurrency)])
+        else:
+            # Open loop: requests leave on schedule whatever the answers do, and latency counts
+            # from the scheduled time (no coordinated omission).
+            tasks = []
+            for i in range(len(batch)):
+                scheduled = first + i / rate
+                delay = scheduled - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.ensure_future(send(i, scheduled)))
+            await asyncio.gather(*tasks)
+        return ClientResult(statuses, latencies, first, time.monotonic(), sent_at)
 
     return asyncio.run(run())
 
@@ -275,12 +333,16 @@ class LoadResult:
     seconds: float
     latencies: list[float]
     sent_at: dict[str, float]
+    # From wrk, which reports percentiles (ms), not each latency.
+    percentiles: dict[float, float] | None = None
 
     @property
     def rate(self) -> float:
         return self.ok / self.seconds if self.seconds else 0.0
 
     def pct(self, p: float) -> float:
+        if self.percentiles is not None:
+            return self.percentiles[p]
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
 
@@ -324,6 +386,76 @@ def load(
     )
 
 
+WRK_SCRIPT = ROOT / "bench" / "webhooks.lua"
+
+
+def wrk_load(
+    url: str, batch: list[Delivery], *, seconds: float, connections: int, threads: int = 1
+) -> LoadResult:
+    """Closed loop at full speed for `seconds`, from wrk: a C load generator takes a fraction of
+    the CPU an asyncio one does, and on two shared cores that CPU is the servers'. Requests are
+    built and signed beforehand (`bench/webhooks.lua` sends each once, in order). `sent_at` holds
+    every id sent, stamped with the run's start."""
+    host = url.split("//", 1)[1]
+    shares = [batch[i::threads] for i in range(threads)]
+    with tempfile.TemporaryDirectory(prefix="bench-wrk-") as folder:
+        prefix = f"{folder}/requests"
+        for i, share in enumerate(shares):
+            with open(f"{prefix}-{i}.http", "wb") as out:
+                for path, body, headers, _ in share:
+                    head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
+                    head += f"Content-Length: {len(body)}\r\n"
+                    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                    out.write(head.encode() + b"\r\n" + body + b"\0")
+        started = time.time()
+        done = subprocess.run(
+            [
+                "wrk",
+                f"-t{threads}",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",  # whole seconds only
+                "--timeout",
+                "30s",
+                "-s",
+                str(WRK_SCRIPT),
+                url,
+                "--",
+                prefix,
+            ],
+            capture_output=True,
+            text=True,
+        )
+    if done.returncode:
+        raise RuntimeError(f"wrk failed: {done.stdout}\n{done.stderr}")
+    sent: dict[str, float] = {}
+    summary: list[int] = []
+    for line in done.stdout.splitlines():
+        words = line.split()
+        if words[:2] == ["BENCH", "thread"]:
+            thread, count = int(words[2]), int(words[4])
+            if count >= len(shares[thread]):
+                print(f"  (wrk thread {thread} used all {count} requests: give it more)")
+            sent.update((d[3], started) for d in shares[thread][:count])
+        elif words[:2] == ["BENCH", "summary"]:
+            summary = [int(w) for w in words[2:]]
+    if not summary:
+        raise RuntimeError(f"wrk printed no summary: {done.stdout}\n{done.stderr}")
+    duration, answered, bad_status, *socket_errors, p50, p99, worst = summary
+    statuses = {200: answered - bad_status}
+    if bad_status:
+        statuses[400] = bad_status  # "400 or above": wrk counts them, not which
+    if sum(socket_errors):
+        statuses[0] = sum(socket_errors)
+    return LoadResult(
+        ok=answered - bad_status,
+        statuses=statuses,
+        seconds=duration / 1e6,
+        latencies=[],
+        sent_at=sent,
+        percentiles={50: p50 / 1000, 99: p99 / 1000, 100: worst / 1000},
+    )
+
+
 # -- environment ------------------------------------------------------------------------------
 
 
@@ -364,7 +496,7 @@ def process(
             child.kill()
 
 
-def uvicorn_args(target: str, port: int) -> list[str]:
+def uvicorn_args(target: str, port: int, workers: int) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -375,6 +507,8 @@ def uvicorn_args(target: str, port: int) -> list[str]:
         "127.0.0.1",
         "--port",
         str(port),
+        "--workers",
+        str(workers),
         "--no-access-log",
         "--log-level",
         "warning",
@@ -431,9 +565,10 @@ def seed_accounts(url: str, key: str) -> None:
     db.dispose()
 
 
-def verify_stored_once(url: str, ids: list[str], processed: bool) -> str:
+def verify_stored_once(url: str, ids: list[str], processed: bool, in_flight: int = 0) -> str:
     """Every event id that was sent is one inbox row (and, end to end, processed with exactly
-    one `provider.event`)."""
+    one `provider.event`). Up to `in_flight` ids may be missing: the requests wrk had sent but
+    not seen answered when its time ran out (it closes their connections)."""
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             "SELECT provider_event_id, count(*), min(status), max(status), min(id::text) "
@@ -443,6 +578,9 @@ def verify_stored_once(url: str, ids: list[str], processed: bool) -> str:
         problems = [r for r in rows if r[1] != 1]
         missing = len(ids) - len(rows)
         text = f"stored: {len(rows)}/{len(ids)} once each, {missing} missing, {len(problems)} twice"
+        if in_flight:
+            text += f" (up to {in_flight} may be missing: in flight when wrk stopped)"
+            missing = max(0, missing - in_flight)
         if processed:
             not_done = [r for r in rows if r[2] != "processed" or r[3] != "processed"]
             inbox_ids = [r[4] for r in rows]
@@ -496,23 +634,46 @@ def pct(values: list[float], p: float) -> float:
 # -- the run ----------------------------------------------------------------------------------
 
 
+def print_medians(runs: dict[str, list[tuple[LoadResult, float, float]]]) -> None:
+    medians = {n: sorted(r[0].rate for r in rs)[len(rs) // 2] for n, rs in runs.items()}
+    print("\nmedian accepted/s: " + ", ".join(f"{n} {v:.0f}" for n, v in medians.items()))
+    ours, noop = medians["ours (inbox)"], medians["no-op (ceiling)"]
+    print(
+        f"ratios: ours/no-op {ours / noop:.2f}, "
+        f"ours/textbook {ours / medians['textbook (delay)']:.2f}, "
+        f"ours/no group commit {ours / medians['ours, no group commit']:.2f}\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
-    parser.add_argument("--requests", type=int, default=20_000, help="per throughput run")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per throughput run (wrk)")
+    parser.add_argument(
+        "--pool", type=int, default=150_000, help="signed requests made for each wrk run"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="throughput runs per server")
-    parser.add_argument("--clients", type=int, default=2, help="load generator processes")
-    parser.add_argument("--concurrency", type=int, default=64, help="connections per client")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections")
+    parser.add_argument(
+        "--server-workers", type=int, default=2, help="uvicorn processes of every server"
+    )
+    parser.add_argument("--clients", type=int, default=1, help="paced generator processes")
     parser.add_argument(
         "--latency-rates", default="1000,2000", help="offered rates (per second) for latency"
     )
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--e2e-rate", type=float, default=1000.0)
     parser.add_argument("--e2e-seconds", type=float, default=10.0)
-    parser.add_argument("--e2e-burst", type=int, default=20_000)
-    parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument("--e2e-burst-seconds", type=float, default=8.0)
+    parser.add_argument("--worker-concurrency", type=int, default=4)
+    parser.add_argument(
+        "--parts", default="throughput,latency,e2e", help="which parts to run, comma-separated"
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed for the throughput runs: apt-get install wrk")
 
     logs = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     url = fresh_database(args.admin_url)
@@ -534,27 +695,35 @@ def main() -> None:
         "BENCH_BROKER_URL": args.redis_url,
         "PYTHONUNBUFFERED": "1",
     }
+    workers = args.server_workers
     print(f"machine: {os.cpu_count()} cores; logs in {logs}")
     print(
-        f"load: {args.clients} aiohttp client processes x {args.concurrency} connections; "
-        f"{args.requests} signed webhooks per run (half Stripe, half Shopify)\n"
+        f"throughput: wrk, 1 thread x {args.connections} connections, {args.seconds:.0f} s per "
+        f"run, signed webhooks (half Stripe, half Shopify); every server {workers} uvicorn "
+        f"processes\n"
     )
     try:
         ours_port = free_port()
+        ours_command = [
+            sys.executable,
+            "-m",
+            "worker.cli",
+            "ingest",
+            "--port",
+            str(ours_port),
+            "--workers",
+            str(workers),
+        ]
         servers = {
-            "ours (inbox)": [
-                sys.executable,
-                "-m",
-                "worker.cli",
-                "ingest",
-                "--port",
-                str(ours_port),
-            ],
-            "ours, no group commit": uvicorn_args("bench.ingest:unbatched_app", free_port()),
-            "no-op (ceiling)": uvicorn_args("bench.ingest:noop_app", free_port()),
-            "textbook (delay)": uvicorn_args("bench.ingest:textbook_app", free_port()),
+            "ours (inbox)": ours_command,
+            "ours, no group commit": uvicorn_args(
+                "bench.ingest:unbatched_app", free_port(), workers
+            ),
+            "no-op (ceiling)": uvicorn_args("bench.ingest:noop_app", free_port(), workers),
+            "textbook (delay)": uvicorn_args("bench.ingest:textbook_app", free_port(), workers),
         }
         ours_ids: list[str] = []
+        in_flight = 0
         with contextlib.ExitStack() as stack:
             bases: dict[str, str] = {}
             pids: dict[str, int] = {}
@@ -564,36 +733,34 @@ def main() -> None:
                 child = stack.enter_context(process(command, env, log, f"{base}/healthz"))
                 bases[name], pids[name] = base, child.pid
             for name, base in bases.items():
-                load(base, deliveries(500, f"warm{len(name)}"), clients=1, concurrency=8)
+                load(base, deliveries(1000, f"warm{len(name)}"), clients=1, concurrency=16)
             # Rounds take turns, so a neighbour's load on this shared machine hits every
             # server alike; medians are reported.
             runs: dict[str, list[tuple[LoadResult, float, float]]] = {n: [] for n in servers}
-            for round_ in range(args.rounds):
+            for round_ in range(args.rounds if "throughput" in parts else 0):
                 for name, base in bases.items():
-                    batch = deliveries(args.requests, f"tp{round_}{len(name)}{name[:4]}")
+                    batch = deliveries(args.pool, f"tp{round_}{len(name)}{name[:4]}")
                     backends = postgres_backends(url)
-                    cpu_server, cpu_db = cpu_seconds([pids[name]]), cpu_seconds(backends)
-                    result = load(base, batch, clients=args.clients, concurrency=args.concurrency)
-                    server_us = (cpu_seconds([pids[name]]) - cpu_server) / args.requests * 1e6
-                    db_us = (cpu_seconds(backends) - cpu_db) / args.requests * 1e6
+                    server = family(pids[name])
+                    cpu_server, cpu_db = cpu_seconds(server), cpu_seconds(backends)
+                    result = wrk_load(
+                        base, batch, seconds=args.seconds, connections=args.connections
+                    )
+                    served = max(1, sum(result.statuses.values()))
+                    server_us = (cpu_seconds(server) - cpu_server) / served * 1e6
+                    db_us = (cpu_seconds(backends) - cpu_db) / served * 1e6
                     runs[name].append((result, server_us, db_us))
                     print(
                         result.line(f"{name} max")
                         + f"   CPU/request: server {server_us:.0f} us, PostgreSQL {db_us:.0f} us"
                     )
                     if name.startswith("ours"):
-                        ours_ids += [d[3] for d in batch]
+                        ours_ids += list(result.sent_at)
+                        in_flight += args.connections
                 broker.flushdb()
-            medians = {n: sorted(r[0].rate for r in rs)[len(rs) // 2] for n, rs in runs.items()}
-            print("\nmedian accepted/s: " + ", ".join(f"{n} {v:.0f}" for n, v in medians.items()))
-            ours, noop = medians["ours (inbox)"], medians["no-op (ceiling)"]
-            print(
-                f"ratios: ours/no-op {ours / noop:.2f}, "
-                f"ours/textbook {ours / medians['textbook (delay)']:.2f}, "
-                f"ours/no group commit {ours / medians['ours, no group commit']:.2f}"
-            )
-            print()
-            for name, base in bases.items():
+            if "throughput" in parts:
+                print_medians(runs)
+            for name, base in bases.items() if "latency" in parts else ():
                 for rate in [float(r) for r in args.latency_rates.split(",")]:
                     paced = deliveries(int(rate * args.latency_seconds), f"lat{rate}{name[:4]}")
                     paced_result = load(
@@ -603,8 +770,10 @@ def main() -> None:
                     if name.startswith("ours"):
                         ours_ids += [d[3] for d in paced]
                 broker.flushdb()
-        print("check, ours:", verify_stored_once(url, ours_ids, processed=False))
+        print("check, ours:", verify_stored_once(url, ours_ids, False, in_flight))
 
+        if "e2e" not in parts:
+            return
         print("\nend to end: ingest + celery worker (-Q events) + relay to the Redis stream")
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("TRUNCATE inbound_events, outbox_events")
@@ -624,14 +793,12 @@ def main() -> None:
         ]
         base = f"http://127.0.0.1:{ours_port}"
         with (
-            process(
-                servers["ours (inbox)"], env, logs / "ours-e2e.log", f"{base}/healthz"
-            ) as ingest_child,
+            process(ours_command, env, logs / "ours-e2e.log", f"{base}/healthz") as ingest_child,
             process(worker, env, logs / "worker.log", None) as worker_child,
         ):
             time.sleep(4.0)
-            warm = deliveries(500, "e2ewarm")
-            load(base, warm, clients=1, concurrency=8)
+            warm = deliveries(1000, "e2ewarm")
+            load(base, warm, clients=1, concurrency=16)
             wait_processed(url, [d[3] for d in warm], 60)
 
             paced = deliveries(int(args.e2e_rate * args.e2e_seconds), "e2epaced")
@@ -645,38 +812,47 @@ def main() -> None:
             )
             print("check:", verify_stored_once(url, list(result.sent_at), processed=True))
 
-            burst = deliveries(args.e2e_burst, "e2eburst")
-            t0 = time.time()
-            workers = family(worker_child.pid)
+            burst = deliveries(args.pool, "e2eburst")
+            ingest_pids = family(ingest_child.pid)
+            worker_pids = family(worker_child.pid)
             backends = postgres_backends(url)
             cpu_before = [
-                cpu_seconds([ingest_child.pid]),
-                cpu_seconds(workers),
+                cpu_seconds(ingest_pids),
+                cpu_seconds(worker_pids),
                 cpu_seconds(backends),
             ]
-            result = load(base, burst, clients=args.clients, concurrency=args.concurrency)
-            print(result.line(f"ingest burst {args.e2e_burst}"))
-            wait_processed(url, list(result.sent_at), 300)
-            _, last = processed_times(url, result.sent_at)
-            start = min(result.sent_at.values()) if result.sent_at else t0
+            result = wrk_load(
+                base, burst, seconds=args.e2e_burst_seconds, connections=args.connections
+            )
+            print(result.line(f"ingest burst {args.e2e_burst_seconds:.0f} s"))
+            ids = list(result.sent_at)
+            wait_processed(url, ids, 300)
+            with psycopg.connect(url) as conn:
+                row = conn.execute(
+                    "SELECT count(*), extract(epoch FROM max(processed_at)) FROM inbound_events "
+                    "WHERE provider_event_id = ANY(%s) AND status = 'processed'",
+                    (ids,),
+                ).fetchone()
+            processed, last = (int(row[0]), float(row[1])) if row and row[1] else (0, 0.0)
+            start = min(result.sent_at.values()) if result.sent_at else time.time()
             print(
-                f"end to end burst: {args.e2e_burst} events processed in {last - start:.1f} s "
-                f"= {args.e2e_burst / (last - start):.0f} events/s"
+                f"end to end burst: {processed} events processed in {last - start:.1f} s "
+                f"= {processed / (last - start):.0f} events/s"
             )
             cpu_after = [
-                cpu_seconds([ingest_child.pid]),
-                cpu_seconds(workers),
+                cpu_seconds(ingest_pids),
+                cpu_seconds(worker_pids),
                 cpu_seconds(backends + [p for p in postgres_backends(url) if p not in backends]),
             ]
             ingest_us, worker_us, db_us = (
-                (after - before) / args.e2e_burst * 1e6
+                (after - before) / max(1, processed) * 1e6
                 for before, after in zip(cpu_before, cpu_after, strict=True)
             )
             print(
                 f"CPU per event: ingest {ingest_us:.0f} us, worker processes {worker_us:.0f} us "
                 f"(process + relay), PostgreSQL {db_us:.0f} us"
             )
-            print("check:", verify_stored_once(url, list(result.sent_at), processed=True))
+            print("check:", verify_stored_once(url, ids, True, args.connections))
             published = broker.xlen("connections:events")
             print(f"outbox relayed to connections:events: {published} entries")
     finally:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Connection, Table, func, insert, select, tuple_, update
+from sqlalchemy import ColumnElement, Connection, Table, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -237,6 +237,14 @@ def _row(new_id: uuid.UUID, item: Incoming, now: datetime) -> dict[str, Any]:
 # -- processing -------------------------------------------------------------------------------
 
 
+def by_ids(session: Session, ids: Sequence[uuid.UUID]) -> ColumnElement[bool]:
+    """Rows by primary key alone; callers check the status in Python. With `status =
+    'received'` in the WHERE, PostgreSQL may also scan the partial index of pending rows, which
+    its statistics say is small: after a burst it holds every unprocessed row (measured: 5 ms
+    for 10 ids with 120,000 pending, 0.1 ms by key)."""
+    return among(session, InboundEvent.id, ids)
+
+
 class _Isolate(Exception):
     """One event of a batch failed: redo the batch with each event in its own savepoint."""
 
@@ -271,12 +279,12 @@ def _count_delivery(
     is being processed elsewhere right now: in a batch it is set aside for a message of its
     own; alone, it is processed, or marked failed once it has used up its attempts."""
     with db.unit_of_work() as session:
-        rows = session.execute(
-            select(InboundEvent.id, InboundEvent.attempts, InboundEvent.last_error).where(
-                among(session, InboundEvent.id, ids),
-                InboundEvent.status == InboundStatus.RECEIVED,
-            )
+        found = session.execute(
+            select(
+                InboundEvent.id, InboundEvent.attempts, InboundEvent.last_error, InboundEvent.status
+            ).where(by_ids(session, ids))
         ).all()
+        rows = [r for r in found if r.status == InboundStatus.RECEIVED]
         suspects = {r.id for r in rows if r.attempts > 0 and r.last_error is None}
         if len(rows) > 1:
             report.alone.extend(sorted(suspects))
@@ -285,12 +293,11 @@ def _count_delivery(
             counted = [r.id for r in rows]
         if not counted:
             return []
+        # By key only (see `by_ids`); a row another worker processed since the SELECT above
+        # counts one delivery more, which changes nothing.
         session.execute(
             update(InboundEvent)
-            .where(
-                among(session, InboundEvent.id, counted),
-                InboundEvent.status == InboundStatus.RECEIVED,
-            )
+            .where(by_ids(session, counted))
             .values(attempts=InboundEvent.attempts + 1)
             .execution_options(synchronize_session=False)
         )
@@ -309,17 +316,14 @@ def _count_delivery(
 def _process(
     session: Session, ids: Sequence[uuid.UUID], report: ProcessReport, *, isolate: bool
 ) -> ProcessReport:
-    rows = list(
-        session.scalars(
-            select(InboundEvent)
-            .where(
-                among(session, InboundEvent.id, ids),
-                InboundEvent.status == InboundStatus.RECEIVED,
-            )
-            .order_by(InboundEvent.received_at, InboundEvent.id)
-            .with_for_update(skip_locked=True)
-        )
+    locked = session.scalars(
+        select(InboundEvent)
+        .where(by_ids(session, ids))
+        .order_by(InboundEvent.received_at, InboundEvent.id)
+        .with_for_update(skip_locked=True)
     )
+    # A locked row is its newest version: its status is current.
+    rows = [row for row in locked if row.status == InboundStatus.RECEIVED]
     report.skipped += len(set(ids)) - len(rows)
     if not rows:
         return report
