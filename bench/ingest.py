@@ -611,7 +611,7 @@ def wait_processed(url: str, ids: list[str], timeout: float) -> None:
             ).fetchone()
             if left and left[0] == 0:
                 return
-            time.sleep(0.2)
+            time.sleep(0.5)
 
 
 def processed_times(url: str, sent_at: dict[str, float]) -> tuple[list[float], float]:

@@ -94,7 +94,7 @@ class InboxWriter:
         max_batch: int = 500,
         max_pending: int = 20_000,
         timeout: float = 10.0,
-        enqueue_linger: float = 0.01,
+        enqueue_linger: float = 0.05,
     ) -> None:
         self.db = db
         self.after_commit = after_commit

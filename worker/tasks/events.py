@@ -22,7 +22,7 @@ from worker.settings import get_settings
 log = structlog.get_logger(__name__)
 
 # Ids per message: large enough that queueing costs little, small enough to spread over workers.
-CHUNK = 100
+CHUNK = 250
 # A worker kicks the relay at most this often; beat runs it anyway every few seconds.
 KICK_INTERVAL = 0.25
 
