@@ -434,7 +434,7 @@ def wrk_load(
         if words[:2] == ["BENCH", "thread"]:
             thread, count = int(words[2]), int(words[4])
             if count >= len(shares[thread]):
-                print(f"  (wrk thread {thread} used all {count} requests: give it more)")
+                print(f"  (wrk thread {thread} ran out of its {count} requests: a lower bound)")
             sent.update((d[3], started) for d in shares[thread][:count])
         elif words[:2] == ["BENCH", "summary"]:
             summary = [int(w) for w in words[2:]]
@@ -651,7 +651,7 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--seconds", type=float, default=8.0, help="per throughput run (wrk)")
     parser.add_argument(
-        "--pool", type=int, default=150_000, help="signed requests made for each wrk run"
+        "--pool", type=int, default=250_000, help="signed requests made for the first wrk runs"
     )
     parser.add_argument("--rounds", type=int, default=3, help="throughput runs per server")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
@@ -737,9 +737,11 @@ def main() -> None:
             # Rounds take turns, so a neighbour's load on this shared machine hits every
             # server alike; medians are reported.
             runs: dict[str, list[tuple[LoadResult, float, float]]] = {n: [] for n in servers}
+            # Requests made per run: enough for twice the server's rate in the round before.
+            pools = dict.fromkeys(servers, args.pool)
             for round_ in range(args.rounds if "throughput" in parts else 0):
                 for name, base in bases.items():
-                    batch = deliveries(args.pool, f"tp{round_}{len(name)}{name[:4]}")
+                    batch = deliveries(pools[name], f"tp{round_}{len(name)}{name[:4]}")
                     backends = postgres_backends(url)
                     server = family(pids[name])
                     cpu_server, cpu_db = cpu_seconds(server), cpu_seconds(backends)
@@ -747,6 +749,9 @@ def main() -> None:
                         base, batch, seconds=args.seconds, connections=args.connections
                     )
                     served = max(1, sum(result.statuses.values()))
+                    pools[name] = max(20_000, 2 * served)
+                    if len(result.sent_at) >= len(batch):
+                        pools[name] = 2 * len(batch)
                     server_us = (cpu_seconds(server) - cpu_server) / served * 1e6
                     db_us = (cpu_seconds(backends) - cpu_db) / served * 1e6
                     runs[name].append((result, server_us, db_us))
