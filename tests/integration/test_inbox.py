@@ -410,3 +410,42 @@ def test_refused_fortnox_token_opens_an_error(db: Database, vault: Vault) -> Non
     error = open_errors(db, account.id)["credentials_invalid"]
     assert error.occurrences == 2
     assert error.source == "event"
+
+
+def test_a_batch_is_stamped_and_published_in_the_order_it_arrived(
+    db: Database, vault: Vault
+) -> None:
+    """Processing writes a batch set-based: every row gets its own account and effect, and the
+    `provider.event` rows keep the order the events were received in."""
+    first = make_account(
+        db, vault, "stripe", connection={"mode": "connect", "stripe_account_id": "acct_ord1"}
+    )
+    second = make_account(
+        db, vault, "stripe", connection={"mode": "connect", "stripe_account_id": "acct_ord2"}
+    )
+    ids = [
+        store(
+            db, stripe("invoice.paid", "acct_ord1" if i % 2 else "acct_ord2", event_id=f"evt_o{i}")
+        )
+        for i in range(6)
+    ]
+    assert inbox.process_events(db, list(reversed(ids))).processed == 6
+    for i, event_id in enumerate(ids):
+        stored = row(db, event_id)
+        assert stored.status == "processed"
+        assert stored.account_id == (first.id if i % 2 else second.id)
+        assert stored.effect == "recorded"
+        assert stored.processed_at is not None
+        assert (stored.last_error, stored.next_attempt_at) == (None, None)
+    assert [e["provider_event_id"] for e in provider_events_of(db, first.id)] == [
+        "evt_o1",
+        "evt_o3",
+        "evt_o5",
+    ]
+    with db.unit_of_work() as session:
+        published = session.scalars(
+            select(OutboxEvent.data["event_id"].as_string())
+            .where(OutboxEvent.type == "provider.event")
+            .order_by(OutboxEvent.seq)
+        )
+        assert list(published) == [str(i) for i in ids]
