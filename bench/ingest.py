@@ -402,11 +402,8 @@ def wrk_load(
         prefix = f"{folder}/requests"
         for i, share in enumerate(shares):
             with open(f"{prefix}-{i}.http", "wb") as out:
-                for path, body, headers, _ in share:
-                    head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
-                    head += f"Content-Length: {len(body)}\r\n"
-                    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-                    out.write(head.encode() + b"\r\n" + body + b"\0")
+                for delivery in share:
+                    out.write(raw_request(host, delivery) + b"\0")
         started = time.time()
         done = subprocess.run(
             [
