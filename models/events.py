@@ -111,13 +111,3 @@ class OutboxEvent(Base):
     occurred_at: Mapped[datetime] = mapped_column(default=utc_now)
     data: Mapped[dict[str, Any]]
     published_at: Mapped[datetime | None]
-
-    def as_message(self) -> dict[str, Any]:
-        return {
-            "id": str(self.id),
-            "type": self.type,
-            "org_id": self.org_id,
-            "account_id": str(self.account_id) if self.account_id else None,
-            "occurred_at": self.occurred_at.isoformat(),
-            "data": self.data,
-        }

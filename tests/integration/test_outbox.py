@@ -90,7 +90,7 @@ def test_failed_publish_leaves_rows_for_the_next_run(
     account = make_account(db, vault, "stripe")
     write_events(db, [account], 10)
 
-    def broken(_messages: list[dict[str, Any]]) -> None:
+    def broken(_messages: list[relay.Message]) -> None:
         raise redis.ConnectionError("redis went away")
 
     with pytest.raises(redis.ConnectionError):

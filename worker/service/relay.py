@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Text, cast, func, select, update
 
 from models import Database, OutboxEvent, utc_now
 from worker.service.queries import among
@@ -19,7 +20,19 @@ STREAM = "connections:events"
 # Any fixed number shared by every relay of this database: it names the relay's lock.
 RELAY_LOCK_KEY = 0x636F6E6E  # "conn"
 
-Publish = Callable[[list[dict[str, Any]]], None]
+
+@dataclass(frozen=True)
+class Message:
+    """One outbox row as it goes out: `event` is the whole event as JSON (`id`, `type`,
+    `org_id`, `account_id`, `occurred_at`, `data`)."""
+
+    id: str
+    type: str
+    account_id: str | None
+    event: str
+
+
+Publish = Callable[[list[Message]], None]
 
 
 def relay(db: Database, publish: Publish, *, batch: int = 500, max_batches: int = 40) -> int:
@@ -32,17 +45,25 @@ def relay(db: Database, publish: Publish, *, batch: int = 500, max_batches: int 
                 locked = session.scalar(select(func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY)))
                 if not locked:
                     return total
-            rows = list(
-                session.scalars(
-                    select(OutboxEvent)
-                    .where(OutboxEvent.published_at.is_(None))
-                    .order_by(OutboxEvent.seq)
-                    .limit(batch)
+            # `data` is read as the stored JSON text and spliced into the message as it is:
+            # decoding it and encoding it again took most of the relay's CPU.
+            rows = session.execute(
+                select(
+                    OutboxEvent.seq,
+                    OutboxEvent.id,
+                    OutboxEvent.type,
+                    OutboxEvent.org_id,
+                    OutboxEvent.account_id,
+                    OutboxEvent.occurred_at,
+                    cast(OutboxEvent.data, Text),
                 )
-            )
+                .where(OutboxEvent.published_at.is_(None))
+                .order_by(OutboxEvent.seq)
+                .limit(batch)
+            ).all()
             if not rows:
                 return total
-            publish([row.as_message() for row in rows])
+            publish([message(*row[1:]) for row in rows])
             published = among(session, OutboxEvent.seq, [row.seq for row in rows])
             session.execute(update(OutboxEvent).where(published).values(published_at=utc_now()))
         total += len(rows)
@@ -59,22 +80,32 @@ def unpublished(db: Database) -> int:
     return int(count or 0)
 
 
+def message(
+    id_: Any, type_: str, org_id: str, account_id: Any, occurred_at: Any, data: str
+) -> Message:
+    account = str(account_id) if account_id else None
+    head = json.dumps(
+        {
+            "id": str(id_),
+            "type": type_,
+            "org_id": org_id,
+            "account_id": account,
+            "occurred_at": occurred_at.isoformat(),
+        },
+        separators=(",", ":"),
+    )
+    return Message(str(id_), type_, account, f'{head[:-1]},"data":{data}}}')
+
+
 def redis_publisher(client: Any, stream: str = STREAM) -> Publish:
     """XADD each event to the stream, in order, in one round trip. Fields: `id`, `type`,
     `account_id` (for consumers that filter) and `event`, the whole event as JSON."""
 
-    def publish(messages: list[dict[str, Any]]) -> None:
+    def publish(messages: list[Message]) -> None:
         pipe = client.pipeline(transaction=False)
-        for message in messages:
-            pipe.xadd(
-                stream,
-                {
-                    "id": message["id"],
-                    "type": message["type"],
-                    "account_id": message["account_id"] or "",
-                    "event": json.dumps(message, separators=(",", ":"), default=str),
-                },
-            )
+        for one in messages:
+            fields = {"id": one.id, "type": one.type, "account_id": one.account_id or ""}
+            pipe.xadd(stream, {**fields, "event": one.event})
         pipe.execute()
 
     return publish
