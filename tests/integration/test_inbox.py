@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from connectors.webhooks import ParsedEvent, parse_fortnox, parse_shopify, parse_stripe
 from models import (
@@ -449,3 +449,35 @@ def test_a_batch_is_stamped_and_published_in_the_order_it_arrived(
             .order_by(OutboxEvent.seq)
         )
         assert list(published) == [str(i) for i in ids]
+
+
+def test_recording_batches_share_account_locks_and_changes_wait(db: Database, vault: Vault) -> None:
+    """Events that are only recorded take the account's lock `FOR SHARE`, so another batch
+    recording events for the same account does not wait for it; a topic that changes the
+    account takes it `FOR UPDATE` and waits."""
+    account = make_account(db, vault, "shopify", connection={"shop_domain": "lk.myshopify.com"})
+    recorded = store(db, shopify("orders/create", "lk.myshopify.com", {"id": 1}))
+    change = store(db, shopify("shop/update", "lk.myshopify.com", {"name": "Locked"}))
+
+    def process(event_id: uuid.UUID) -> threading.Thread:
+        thread = threading.Thread(target=inbox.process_events, args=(db, [event_id]))
+        thread.start()
+        return thread
+
+    with db.engine.connect() as holder:
+        # Another batch that only records events for this account, mid-transaction.
+        holder.execute(text("SELECT 1 FROM accounts WHERE id = :id FOR SHARE"), {"id": account.id})
+        sharing = process(recorded)
+        sharing.join(timeout=30)
+        assert not sharing.is_alive()
+        assert row(db, recorded).status == "processed"
+
+        changing = process(change)
+        changing.join(timeout=1.0)
+        assert changing.is_alive()  # waiting for the lock
+        assert row(db, change).status == "received"
+        holder.rollback()
+    changing.join(timeout=30)
+    assert not changing.is_alive()
+    assert row(db, change).status == "processed"
+    assert account_now(db, account.id).meta["shop_name"] == "Locked"

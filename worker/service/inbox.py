@@ -327,7 +327,14 @@ def _process(
     report.skipped += len(set(ids)) - len(rows)
     if not rows:
         return report
-    targets = provider_events.route(session, rows)
+    # Only a topic that sets state, or a failure that opens an error (the last attempt), changes
+    # the accounts; a batch of events that are only recorded and published shares their locks.
+    exclusive = any(
+        provider_events.handler_for(row.provider, row.topic).sets_state
+        or row.attempts >= MAX_ATTEMPTS
+        for row in rows
+    )
+    targets = provider_events.route(session, rows, exclusive=exclusive)
     accounts = {a.id: a for found in targets.values() for a in found}
     marks = {
         m.account_id: m

@@ -54,8 +54,13 @@ def json_text(session: Session, column: str, key: str) -> ColumnElement[str]:
     return literal_column(f"json_extract(accounts.{column}, '$.{key}')", String)
 
 
-def route(session: Session, rows: Sequence[InboundEvent]) -> dict[uuid.UUID, list[Account]]:
-    """The accounts each event is for, locked in id order (so two batches never deadlock)."""
+def route(
+    session: Session, rows: Sequence[InboundEvent], *, exclusive: bool = True
+) -> dict[uuid.UUID, list[Account]]:
+    """The accounts each event is for, locked in id order (so two batches never deadlock):
+    `FOR UPDATE` when the batch may change them, else `FOR SHARE`, so batches that only record
+    events for the same accounts run side by side while a change waits for them and they for it.
+    """
     wanted: dict[uuid.UUID, set[uuid.UUID]] = {row.id: set() for row in rows}
     by_key: dict[tuple[str, str], list[InboundEvent]] = {}
     for row in rows:
@@ -79,7 +84,7 @@ def route(session: Session, rows: Sequence[InboundEvent]) -> dict[uuid.UUID, lis
     locked: dict[uuid.UUID, Account] = {}
     if every:
         query = select(Account).where(among(session, Account.id, every)).order_by(Account.id)
-        locked = {a.id: a for a in session.scalars(query.with_for_update())}
+        locked = {a.id: a for a in session.scalars(query.with_for_update(read=not exclusive))}
     return {
         row_id: [locked[a] for a in sorted(ids) if a in locked] for row_id, ids in wanted.items()
     }
