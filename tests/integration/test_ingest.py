@@ -290,3 +290,22 @@ def test_a_row_the_database_refuses_fails_alone(db: Database, ingest_app: Ingest
     assert answers[0].status_code == 400
     assert [a.status_code for a in answers[1:]] == [200] * 20
     assert len(stored(db)) == 20
+
+
+def test_webhook_paths_take_only_post_and_the_rest_is_served_behind_them(
+    db: Database, ingest_app: IngestApp
+) -> None:
+    """The webhook endpoints are a plain ASGI app in front of the health and read routes."""
+    got = httpx.get(f"{ingest_app.url}/webhooks/shopify", timeout=10)
+    assert got.status_code == 405
+    assert got.headers["allow"] == "POST"
+    body, headers = stripe_delivery(stripe_event("invoice.paid"))
+    nested = f"/webhooks/stripe/{uuid.uuid4()}/extra"
+    assert post(ingest_app.url, nested, body, headers).status_code == 404
+    assert post(ingest_app.url, "/webhooks/", body, headers).status_code == 404
+    assert httpx.get(f"{ingest_app.url}/healthz", timeout=10).status_code == 200
+    assert httpx.get(f"{ingest_app.url}/metrics", timeout=10).status_code == 200
+    assert stored(db) == []
+    answer = post(ingest_app.url, "/webhooks/stripe", body, headers)
+    assert (answer.status_code, answer.headers["content-type"]) == (200, "application/json")
+    assert answer.json()["status"] == "accepted"

@@ -1,8 +1,5 @@
-"""The webhook ingest endpoint: verify the raw body, store the event in the inbox, answer 200
-only once the row is committed, then queue its processing. Nothing else happens in a request.
-
-Concurrent requests share commits (group commit), so durability costs little throughput.
-"""
+"""The inbox writer behind the webhook endpoints: events are stored in groups (group commit),
+so durability costs little throughput, and their ids are queued for processing after commit."""
 
 from __future__ import annotations
 
@@ -12,33 +9,15 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import structlog
-from prometheus_client import Counter, Histogram
-from sqlalchemy import select
+from prometheus_client import Histogram
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from connectors.webhooks import (
-    MalformedEvent,
-    NoSecretConfigured,
-    ParsedEvent,
-    SignatureError,
-    parse_shopify,
-    parse_stripe,
-    split_secrets,
-    verify_shopify,
-    verify_stripe,
-)
-from models import Account, Database
-from worker.service.deps import Deps
+from models import Database
 from worker.service.inbox import (
     INSERT_POSTGRES,
     KNOWN_POSTGRES,
@@ -48,16 +27,11 @@ from worker.service.inbox import (
     known_params,
     store_events,
 )
-from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-MAX_BODY = 1024 * 1024
 Enqueue = Callable[[list[uuid.UUID]], object]
 
-WEBHOOKS = Counter(
-    "connections_webhooks_total", "Webhook requests by provider and answer", ["provider", "answer"]
-)
 BATCH_SIZE = Histogram(
     "connections_inbox_batch_size",
     "Events stored per inbox commit",
@@ -71,10 +45,6 @@ class StoreUnavailable(Exception):
 
 class Unstorable(Exception):
     """The database refused this one event's data (the others of its group are stored)."""
-
-
-class TooLarge(Exception):
-    pass
 
 
 class InboxWriter:
@@ -273,172 +243,3 @@ def _unavailable(exc: DBAPIError) -> bool:
 
 def _pg_unavailable(exc: psycopg.Error) -> bool:
     return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
-
-
-@dataclass
-class _Secret:
-    found: bool
-    secret: str | None
-    expires: float
-    loaded: float
-
-
-class AccountSecrets:
-    """Per-account Stripe webhook secrets, decrypted once and kept briefly; a signature that
-    fails against a cached secret is checked again against the stored one (it may have changed)."""
-
-    def __init__(self, deps: Deps, ttl: float = 30.0, miss_ttl: float = 5.0) -> None:
-        self.deps = deps
-        self.ttl = ttl
-        self.miss_ttl = miss_ttl
-        self._cache: dict[uuid.UUID, _Secret] = {}
-        self._lock = threading.Lock()
-
-    def cached(self, account_id: uuid.UUID) -> _Secret | None:
-        with self._lock:
-            entry = self._cache.get(account_id)
-        if entry is not None and entry.expires > time.monotonic():
-            return entry
-        return None
-
-    def load(self, account_id: uuid.UUID) -> _Secret:
-        with self.deps.db.unit_of_work() as session:
-            account = session.scalars(
-                select(Account).where(Account.id == account_id, Account.type == "stripe")
-            ).first()
-            if account is None:
-                entry = _Secret(False, None, time.monotonic() + self.miss_ttl, time.monotonic())
-            else:
-                secret = self.deps.vault.decrypt(account.credentials).get("webhook_secret")
-                now = time.monotonic()
-                entry = _Secret(True, secret or None, now + self.ttl, now)
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[account_id] = entry
-        return entry
-
-
-def routes(settings: Settings, deps: Deps, writer: InboxWriter) -> list[Route]:
-    shopify_secrets = [
-        s.get_secret_value()
-        for s in (settings.shopify_client_secret, settings.shopify_previous_client_secret)
-        if s is not None
-    ]
-    stripe_secrets = split_secrets(
-        settings.stripe_webhook_secret.get_secret_value()
-        if settings.stripe_webhook_secret
-        else None
-    )
-    account_secrets = AccountSecrets(deps)
-
-    async def shopify(request: Request) -> Response:
-        try:
-            body = await _body(request)
-            verify_shopify(body, request.headers.get("x-shopify-hmac-sha256"), shopify_secrets)
-            return await _store(writer, parse_shopify(request.headers, body))
-        except Exception as exc:
-            return _refusal("shopify", exc)
-
-    async def stripe(request: Request) -> Response:
-        try:
-            body = await _body(request)
-            verify_stripe(body, request.headers.get("stripe-signature"), stripe_secrets)
-            return await _store(writer, parse_stripe(body))
-        except Exception as exc:
-            return _refusal("stripe", exc)
-
-    async def stripe_account(request: Request) -> Response:
-        try:
-            account_id = uuid.UUID(request.path_params["account_id"])
-        except ValueError:
-            return _answer("stripe", 404, {"error": "not_found", "message": "no such account"})
-        try:
-            entry = account_secrets.cached(account_id)
-            fresh = entry is None
-            if entry is None:
-                entry = await run_in_threadpool(account_secrets.load, account_id)
-            if not entry.found:
-                return _answer("stripe", 404, {"error": "not_found", "message": "no such account"})
-            body = await _body(request)
-            header = request.headers.get("stripe-signature")
-            try:
-                verify_stripe(body, header, [entry.secret])
-            except SignatureError:
-                # The secret may have changed since it was cached; bad signatures reload it at
-                # most once a second, so they cannot turn into a database read each.
-                if fresh or time.monotonic() - entry.loaded < 1.0:
-                    raise
-                entry = await run_in_threadpool(account_secrets.load, account_id)
-                verify_stripe(body, header, [entry.secret])
-            event = parse_stripe(body)
-            return await _store(writer, event, account_id)
-        except Exception as exc:
-            return _refusal("stripe", exc)
-
-    return [
-        Route("/webhooks/shopify", shopify, methods=["POST"]),
-        Route("/webhooks/stripe", stripe, methods=["POST"]),
-        Route("/webhooks/stripe/{account_id}", stripe_account, methods=["POST"]),
-    ]
-
-
-async def _body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _store(
-    writer: InboxWriter, event: ParsedEvent, account_id: uuid.UUID | None = None
-) -> Response:
-    stored = await writer.submit(Incoming(event, account_id))
-    _count(event.provider, stored.status)
-    body = b'{"status":"%s","event_id":"%s"}' % (stored.status.encode(), str(stored.id).encode())
-    return Response(body, media_type="application/json")
-
-
-_counters: dict[tuple[str, str], Any] = {}
-
-
-def _count(provider: str, answer: str) -> None:
-    key = (provider, answer)
-    counter = _counters.get(key)
-    if counter is None:
-        counter = _counters[key] = WEBHOOKS.labels(provider, answer)
-    counter.inc()
-
-
-def _answer(provider: str, status: int, body: dict[str, str]) -> JSONResponse:
-    _count(provider, str(status))
-    return JSONResponse(body, status_code=status)
-
-
-def _refusal(provider: str, exc: Exception) -> JSONResponse:
-    if isinstance(exc, NoSecretConfigured):
-        log.warning("webhook_refused_no_secret", provider=provider)
-        return _answer(provider, 401, {"error": "unauthorized", "message": str(exc)})
-    if isinstance(exc, SignatureError):
-        log.info("webhook_refused_signature", provider=provider, reason=str(exc))
-        return _answer(provider, 401, {"error": "unauthorized", "message": "invalid signature"})
-    if isinstance(exc, TooLarge):
-        return _answer(provider, 413, {"error": "too_large", "message": "the body is over 1 MiB"})
-    if isinstance(exc, MalformedEvent | Unstorable):
-        log.info("webhook_malformed", provider=provider, reason=str(exc))
-        return _answer(provider, 400, {"error": "malformed", "message": str(exc)})
-    if isinstance(exc, ClientDisconnect):
-        return _answer(provider, 400, {"error": "disconnected", "message": "client went away"})
-    if isinstance(exc, StoreUnavailable | DBAPIError):
-        return _answer(
-            provider, 503, {"error": "unavailable", "message": "the event store is unavailable"}
-        )
-    log.exception("webhook_error", provider=provider)
-    return _answer(provider, 500, {"error": "internal", "message": "unexpected error"})
