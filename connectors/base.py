@@ -8,11 +8,30 @@ from __future__ import annotations
 
 import builtins
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
+
+# What dates token expiries; tests give the service's frozen clock.
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def stored_time(value: Any) -> datetime | None:
+    """A time stored in credentials as ISO 8601 (naive means UTC), or None when absent or bad."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class ErrorCode(enum.StrEnum):

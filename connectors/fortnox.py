@@ -7,7 +7,7 @@ import base64
 import builtins
 import hashlib
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
@@ -16,14 +16,15 @@ from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 from connectors.base import (
     Authorized,
     CheckResult,
+    Clock,
     ErrorCode,
     PermanentFailure,
     ProviderError,
     TemporaryFailure,
+    stored_time,
+    utc_now,
 )
-from connectors.http import HttpLayer, common_failure, json_object, retry_after_seconds
-
-Clock = Callable[[], datetime]
+from connectors.http import HttpLayer, common_failure, json_object, oauth_error, retry_after_seconds
 
 # Fortnox's ErrorInformation codes we know, by the contract's error code. Data, so that a code
 # learned later is one line here.
@@ -45,10 +46,6 @@ MESSAGES: dict[ErrorCode, str] = {
         "the Fortnox integration lacks a permission (scope) this check needs; connect again"
     ),
 }
-
-
-def _real_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class FortnoxSettings(BaseModel):
@@ -97,7 +94,7 @@ class FortnoxConnector:
     type: ClassVar[str] = "fortnox"
     credentials_model: ClassVar[builtins.type[BaseModel]] = FortnoxFields
 
-    def __init__(self, settings: FortnoxSettings, http: HttpLayer, clock: Clock = _real_now):
+    def __init__(self, settings: FortnoxSettings, http: HttpLayer, clock: Clock = utc_now):
         self.settings = settings
         self.http = http
         self.clock = clock
@@ -127,7 +124,7 @@ class FortnoxConnector:
         return Authorized(credentials, connection, expires_at)
 
     def needs_refresh(self, credentials: dict[str, Any], now: datetime) -> bool:
-        expires_at = _when(credentials.get("expires_at"))
+        expires_at = stored_time(credentials.get("expires_at"))
         if expires_at is None:
             return bool(credentials.get("refresh_token"))  # expiry unknown: assume it is gone
         return expires_at - now <= timedelta(seconds=self.settings.refresh_margin_seconds)
@@ -248,7 +245,7 @@ def _classify_exchange(response: httpx.Response) -> ProviderError | None:
     common = common_failure(response, "Fortnox")
     if common is not None:
         return common
-    if _oauth_error(response) == "invalid_client" or response.status_code == 401:
+    if oauth_error(response) == "invalid_client" or response.status_code == 401:
         return PermanentFailure(
             ErrorCode.CREDENTIALS_INVALID, "Fortnox rejected the integration's client id or secret"
         )
@@ -265,7 +262,7 @@ def _classify_refresh(response: httpx.Response) -> ProviderError | None:
     common = common_failure(response, "Fortnox")
     if common is not None:
         return common
-    if _oauth_error(response) == "invalid_client":
+    if oauth_error(response) == "invalid_client":
         return PermanentFailure(
             ErrorCode.REFRESH_FAILED,
             "Fortnox rejected the integration's client id or secret while refreshing",
@@ -275,20 +272,6 @@ def _classify_refresh(response: httpx.Response) -> ProviderError | None:
         "Fortnox refused the refresh token (used, revoked or older than 45 days); "
         "connect the company again",
     )
-
-
-def _oauth_error(response: httpx.Response) -> str:
-    return str(json_object(response).get("error") or "").lower()
-
-
-def _when(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _tokens(response: httpx.Response, started: datetime) -> tuple[dict[str, Any], datetime | None]:

@@ -335,6 +335,11 @@ def json_object(response: httpx.Response) -> dict[str, Any]:
     return found
 
 
+def oauth_error(response: httpx.Response) -> str:
+    """The OAuth `error` code of an answer (`invalid_grant`, ...), lower-cased; "" when none."""
+    return str(json_object(response).get("error") or "").lower()
+
+
 def retry_after_seconds(response: httpx.Response, default: float = 1.0) -> float:
     """`Retry-After` in seconds (Shopify sends seconds, possibly fractional)."""
     value = response.headers.get("Retry-After")

@@ -4,12 +4,11 @@ private event loop so synchronous job code can call the async connectors."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from connectors.base import Connector
+from connectors.base import Clock, Connector, utc_now
 from connectors.fortnox import FortnoxConnector, FortnoxSettings
 from connectors.http import HttpLayer
 from connectors.shopify import ShopifyConnector, ShopifySettings
@@ -49,10 +48,6 @@ def connector_settings(settings: Any) -> ConnectorSettings:
     )
 
 
-def _real_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Connectors:
     """Every connector of the process, keyed by account type."""
 
@@ -61,7 +56,7 @@ class Connectors:
         settings: ConnectorSettings,
         http: HttpLayer | None = None,
         *,
-        clock: Callable[[], datetime] = _real_now,
+        clock: Clock = utc_now,
     ) -> None:
         """`clock` dates token expiries; give it the service's clock where tests freeze time."""
         self.http = http or HttpLayer()

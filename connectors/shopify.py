@@ -7,7 +7,6 @@ import builtins
 import hashlib
 import hmac
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
@@ -17,22 +16,19 @@ from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_va
 from connectors.base import (
     Authorized,
     CheckResult,
+    Clock,
     ErrorCode,
     PermanentFailure,
     ProviderError,
     TemporaryFailure,
+    stored_time,
+    utc_now,
 )
-from connectors.http import HttpLayer, common_failure, json_object
+from connectors.http import HttpLayer, common_failure, json_object, oauth_error
 
 SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}\.myshopify\.com$")
 SHOP_QUERY = "{ shop { name plan { displayName } currencyCode myshopifyDomain } }"
 CALLBACK_FIELDS = ("hmac", "timestamp", "state", "host")
-
-Clock = Callable[[], datetime]
-
-
-def _real_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ShopifySettings(BaseModel):
@@ -139,7 +135,7 @@ class ShopifyConnector:
     type: ClassVar[str] = "shopify"
     credentials_model: ClassVar[builtins.type[BaseModel]] = ShopifyFields
 
-    def __init__(self, settings: ShopifySettings, http: HttpLayer, clock: Clock = _real_now):
+    def __init__(self, settings: ShopifySettings, http: HttpLayer, clock: Clock = utc_now):
         self.settings = settings
         self.http = http
         self.clock = clock
@@ -198,7 +194,7 @@ class ShopifyConnector:
 
     # -- refresh ---------------------------------------------------------------------------
     def needs_refresh(self, credentials: dict[str, Any], now: datetime) -> bool:
-        expires_at = _when(credentials.get("expires_at"))
+        expires_at = stored_time(credentials.get("expires_at"))
         if expires_at is None or not credentials.get("refresh_token"):
             return False  # a non-expiring offline token
         return expires_at - now <= timedelta(seconds=self.settings.refresh_margin_seconds)
@@ -210,7 +206,7 @@ class ShopifyConnector:
                 ErrorCode.REFRESH_FAILED, "this Shopify token cannot be refreshed; connect again"
             )
         started = self.clock()
-        refresh_expires = _when(credentials.get("refresh_token_expires_at"))
+        refresh_expires = stored_time(credentials.get("refresh_token_expires_at"))
         if refresh_expires is not None and refresh_expires <= started:
             raise PermanentFailure(
                 ErrorCode.CREDENTIALS_EXPIRED,
@@ -292,16 +288,6 @@ class ShopifyConnector:
 
     def _url(self, shop: str, path: str) -> str:
         return self.settings.base_url.format(shop=shop).rstrip("/") + path
-
-
-def _when(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _tokens(response: httpx.Response, started: datetime) -> tuple[dict[str, Any], datetime | None]:
@@ -430,18 +416,13 @@ def _classify_graphql(response: httpx.Response) -> ProviderError | None:
     return PermanentFailure(ErrorCode.CREDENTIALS_INVALID, "Shopify refused the shop query")
 
 
-def _oauth_error(response: httpx.Response) -> str:
-    body = json_object(response)
-    return str(body.get("error") or "").lower()
-
-
 def _classify_exchange(response: httpx.Response) -> ProviderError | None:
     if response.is_success:
         return None
     common = common_failure(response, "Shopify")
     if common is not None:
         return common
-    if _oauth_error(response) == "invalid_client":
+    if oauth_error(response) == "invalid_client":
         return PermanentFailure(
             ErrorCode.CREDENTIALS_INVALID, "Shopify rejected the app's client id or secret"
         )

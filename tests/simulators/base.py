@@ -23,6 +23,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def oauth_error(status: int, error: str, description: str) -> JSONResponse:
+    """An OAuth 2 error answer, as the providers' token endpoints send them."""
+    return JSONResponse({"error": error, "error_description": description}, status_code=status)
+
+
 class ServerThread:
     """uvicorn serving `app` on 127.0.0.1 in a daemon thread."""
 

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.simulators.base import Simulator
+from tests.simulators.base import Simulator, oauth_error
 
 
 @dataclass
@@ -121,14 +121,14 @@ class FortnoxSimulator(Simulator):
         if scripted is not None:
             return scripted
         if not self._client_ok(request):
-            return _oauth_error(401, "invalid_client", "Invalid client credentials")
+            return oauth_error(401, "invalid_client", "Invalid client credentials")
         if grant_type == "authorization_code":
             with self._lock:
                 grant = self.codes.pop(str(form.get("code", "")), None)
             if grant is None or grant.expires_at < time.time():
-                return _oauth_error(400, "invalid_grant", "Invalid authorization code")
+                return oauth_error(400, "invalid_grant", "Invalid authorization code")
             if grant.redirect_uri != form.get("redirect_uri"):
-                return _oauth_error(400, "invalid_grant", "Invalid redirect uri")
+                return oauth_error(400, "invalid_grant", "Invalid redirect uri")
             return JSONResponse(self._pair(grant.tenant))
         if grant_type == "refresh_token":
             with self._lock:
@@ -138,9 +138,9 @@ class FortnoxSimulator(Simulator):
                 if grant is not None:
                     self.spent_refresh_tokens.add(token)
             if grant is None or grant.expires_at < time.time():
-                return _oauth_error(400, "invalid_grant", "Invalid refresh token")
+                return oauth_error(400, "invalid_grant", "Invalid refresh token")
             return JSONResponse(self._pair(grant.tenant))
-        return _oauth_error(400, "unsupported_grant_type", "Unsupported grant type")
+        return oauth_error(400, "unsupported_grant_type", "Unsupported grant type")
 
     def _pair(self, tenant: int) -> dict[str, Any]:
         access = "eyJ" + secrets.token_urlsafe(32)
@@ -210,7 +210,3 @@ class FortnoxSimulator(Simulator):
                 }
             }
         )
-
-
-def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
-    return JSONResponse({"error": error, "error_description": description}, status_code=status)

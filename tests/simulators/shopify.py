@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.simulators.base import Simulator
+from tests.simulators.base import Simulator, oauth_error
 
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 
@@ -177,7 +177,7 @@ class ShopifySimulator(Simulator):
         if body.get("client_id") != self.client_id or not hmac.compare_digest(
             str(body.get("client_secret", "")), self.client_secret
         ):
-            return self._fail(request, _oauth_error(400, "invalid_client", "Invalid client"))
+            return self._fail(request, oauth_error(400, "invalid_client", "Invalid client"))
         if body.get("grant_type") == "refresh_token":
             return self._refresh(request, shop, str(body.get("refresh_token", "")))
         with self._lock:
@@ -185,7 +185,7 @@ class ShopifySimulator(Simulator):
         if owner != shop:
             return self._fail(
                 request,
-                _oauth_error(
+                oauth_error(
                     400,
                     "invalid_request",
                     "The authorization code was not found or was already used",
@@ -205,10 +205,10 @@ class ShopifySimulator(Simulator):
             held = self.refresh_tokens.pop(refresh_token, None)
         if held is None or held.shop != shop:
             return self._fail(
-                request, _oauth_error(400, "invalid_grant", "Refresh token is invalid or revoked")
+                request, oauth_error(400, "invalid_grant", "Refresh token is invalid or revoked")
             )
         if held.expires_at is not None and held.expires_at <= self.now():
-            return self._fail(request, _oauth_error(400, "invalid_grant", "Refresh token expired"))
+            return self._fail(request, oauth_error(400, "invalid_grant", "Refresh token expired"))
         return JSONResponse(self._expiring_pair(shop))
 
     def _expiring_pair(self, shop: str) -> dict[str, Any]:
@@ -336,7 +336,3 @@ class ShopifySimulator(Simulator):
             }
         }
         return JSONResponse(body, headers=limit)
-
-
-def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
-    return JSONResponse({"error": error, "error_description": description}, status_code=status)
