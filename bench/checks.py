@@ -29,6 +29,8 @@ import redis
 from cryptography.fernet import Fernet
 from psycopg.types.json import Jsonb
 
+from bench.common import descendants, fresh_database
+
 ROOT = Path(__file__).resolve().parents[1]
 PROVIDERS = ("stripe", "shopify", "fortnox")
 STRIPE_BODY = {
@@ -161,18 +163,6 @@ def start_simulators(count: int, port: int, latency: float) -> list[multiprocess
 
 
 # -- the accounts --------------------------------------------------------------------------------
-def fresh_database(admin_url: str, name: str) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = admin_url.rpartition("/")
-    url = f"{base}/{name}"
-    from models.migrate import upgrade
-
-    upgrade(url)
-    return url
-
-
 def seed(url: str, key: str, count: int, bad_share: float) -> dict[str, int]:
     """`count` accounts, providers in turn, a share with rejected credentials; none due yet."""
     fernet = Fernet(key.encode())
@@ -305,24 +295,6 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             p.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
 
 
 def rss_mb(pid: int) -> float:
@@ -611,7 +583,7 @@ def main() -> None:
         print(f"seeded {args.accounts} accounts {kinds} in {time.monotonic() - t:.1f}s")
         broker = f"redis://127.0.0.1:6379/{args.redis_db}"
         redis.Redis.from_url(broker).flushdb()
-        sim = f"http://127.0.0.1:{args.port}"
+        simulators_url = f"http://127.0.0.1:{args.port}"
         env = {
             **os.environ,
             "CONNECTIONS_DATABASE_URL": url,
@@ -619,9 +591,9 @@ def main() -> None:
             "CONNECTIONS_RESULT_BACKEND": broker,
             "CONNECTIONS_ENCRYPTION_KEYS": key,
             "CONNECTIONS_CHECK_INTERVAL_SECONDS": "3600",
-            "CONNECTIONS_STRIPE_API_BASE_URL": sim,
-            "CONNECTIONS_SHOPIFY_BASE_URL": sim + "/{shop}",
-            "CONNECTIONS_FORTNOX_API_BASE_URL": sim,
+            "CONNECTIONS_STRIPE_API_BASE_URL": simulators_url,
+            "CONNECTIONS_SHOPIFY_BASE_URL": simulators_url + "/{shop}",
+            "CONNECTIONS_FORTNOX_API_BASE_URL": simulators_url,
             "CONNECTIONS_LOG_FORMAT": "json",
             "CONNECTIONS_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
             "CONNECTIONS_VAR_DIR": str(logs / "var"),

@@ -30,6 +30,8 @@ import psycopg
 import redis
 from cryptography.fernet import Fernet
 
+from bench.common import descendants, drop_database, fresh_database
+
 ROOT = Path(__file__).resolve().parents[1]
 SHOPIFY_SECRET = "bench-shopify-app-secret"
 STRIPE_SECRET = "whsec_benchbenchbench0000"
@@ -149,19 +151,6 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
-
-
-def family(pid: int) -> list[int]:
-    """A process and its children (a prefork Celery worker's pool)."""
-    pids = [pid]
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            pids.append(int(stat.parent.name))
-    return pids
 
 
 def postgres_backends(url: str) -> list[int]:
@@ -529,23 +518,6 @@ def uvicorn_args(target: str, port: int, workers: int) -> list[str]:
     ]
 
 
-def fresh_database(admin_url: str) -> str:
-    from models.migrate import upgrade
-
-    name = f"bench_ingest_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(url)
-    return url
-
-
-def drop_database(admin_url: str, url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def seed_accounts(url: str, key: str) -> None:
     from models import Account, Database, utc_now
     from worker.vault import Vault
@@ -690,7 +662,7 @@ def main() -> None:
         sys.exit("wrk is needed for the throughput runs: apt-get install wrk")
 
     logs = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    url = fresh_database(args.admin_url)
+    url = fresh_database(args.admin_url, f"bench_ingest_{uuid.uuid4().hex[:8]}")
     key = Fernet.generate_key().decode()
     seed_accounts(url, key)
     broker = redis.Redis.from_url(args.redis_url)
@@ -760,7 +732,7 @@ def main() -> None:
                 for name, base in bases.items():
                     batch = deliveries(pools[name], f"tp{round_}{len(name)}{name[:4]}")
                     backends = postgres_backends(url)
-                    server = family(pids[name])
+                    server = descendants(pids[name])
                     cpu_server, cpu_db = cpu_seconds(server), cpu_seconds(backends)
                     result = wrk_load(
                         base, batch, seconds=args.seconds, connections=args.connections
@@ -835,8 +807,8 @@ def main() -> None:
             print("check:", verify_stored_once(url, list(result.sent_at), processed=True))
 
             burst = deliveries(args.pool, "e2eburst")
-            ingest_pids = family(ingest_child.pid)
-            worker_pids = family(worker_child.pid)
+            ingest_pids = descendants(ingest_child.pid)
+            worker_pids = descendants(worker_child.pid)
             backends = postgres_backends(url)
             cpu_before = [
                 cpu_seconds(ingest_pids),

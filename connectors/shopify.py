@@ -351,34 +351,33 @@ def _query_cost(response: httpx.Response) -> float:
     return float(requested) if isinstance(requested, int | float) else 1.0
 
 
+# Admin API answers that say what is wrong with the shop or the token (the rest: http.py).
+API_FAILURES: dict[int, tuple[ErrorCode, str]] = {
+    401: (
+        ErrorCode.CREDENTIALS_INVALID,
+        "Shopify rejected the access token: it is wrong, expired, or the app was uninstalled",
+    ),
+    402: (ErrorCode.ACCOUNT_FROZEN, "the Shopify shop is frozen: its bill is unpaid"),
+    403: (
+        ErrorCode.PERMISSION_MISSING,
+        "the Shopify app lacks an access scope this check needs; grant it and reconnect",
+    ),
+    404: (ErrorCode.CREDENTIALS_INVALID, "Shopify knows no such shop; check the shop domain"),
+    423: (
+        ErrorCode.ACCOUNT_LOCKED,
+        "the Shopify shop is locked; the merchant must contact Shopify support",
+    ),
+}
+
+
 def _classify_api(response: httpx.Response) -> ProviderError | None:
     """Shopify's Admin API status codes, the same for REST and GraphQL."""
     status = response.status_code
     if response.is_success:
         return None
-    if status == 401:
-        return PermanentFailure(
-            ErrorCode.CREDENTIALS_INVALID,
-            "Shopify rejected the access token: it is wrong, expired, or the app was uninstalled",
-        )
-    if status == 402:
-        return PermanentFailure(
-            ErrorCode.ACCOUNT_FROZEN, "the Shopify shop is frozen: its bill is unpaid"
-        )
-    if status == 403:
-        return PermanentFailure(
-            ErrorCode.PERMISSION_MISSING,
-            "the Shopify app lacks an access scope this check needs; grant it and reconnect",
-        )
-    if status == 404:
-        return PermanentFailure(
-            ErrorCode.CREDENTIALS_INVALID, "Shopify knows no such shop; check the shop domain"
-        )
-    if status == 423:
-        return PermanentFailure(
-            ErrorCode.ACCOUNT_LOCKED,
-            "the Shopify shop is locked; the merchant must contact Shopify support",
-        )
+    known = API_FAILURES.get(status)
+    if known is not None:
+        return PermanentFailure(*known)
     common = common_failure(response, "Shopify")
     if common is not None:
         return common

@@ -9,6 +9,7 @@ endpoint each way), and the endpoints use nothing of them.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -141,7 +142,7 @@ class Webhooks:
         if route is None and path.startswith(STRIPE_ACCOUNT_PREFIX):
             account_ref = path[len(STRIPE_ACCOUNT_PREFIX) :]
             if account_ref and "/" not in account_ref:
-                route = ("stripe", self._stripe_account(account_ref))
+                route = ("stripe", functools.partial(self.stripe_account, account_ref))
         if route is None:
             await self.fallback(scope, receive, send)  # its 404
             return
@@ -164,12 +165,6 @@ class Webhooks:
     async def stripe(self, headers: Mapping[str, str], body: bytes) -> Answer:
         verify_stripe(body, headers.get("stripe-signature"), self.stripe_secrets)
         return await self._store(parse_stripe(body))
-
-    def _stripe_account(self, account_ref: str) -> Handler:
-        async def handle(headers: Mapping[str, str], body: bytes) -> Answer:
-            return await self.stripe_account(account_ref, headers, body)
-
-        return handle
 
     async def stripe_account(
         self, account_ref: str, headers: Mapping[str, str], body: bytes

@@ -27,7 +27,7 @@ from models import (
     StreamOffset,
     utc_now,
 )
-from worker.service import provider_events
+from worker.service import provider_events, views
 from worker.service.outcomes import Reason, Rejected
 from worker.service.queries import among
 from worker.service.records import open_error
@@ -616,7 +616,7 @@ def list_events(
             known = ", ".join([*(s.value for s in InboundStatus), "all"])
             raise Rejected(Reason.INVALID, f"unknown status {status!r}; one of: {known}")
         query = query.where(InboundEvent.status == status)
-    return [event_view(row) for row in session.scalars(query)]
+    return [views.event_view(row) for row in session.scalars(query)]
 
 
 def replay(session: Session, ref: str) -> dict[str, Any]:
@@ -631,7 +631,7 @@ def replay(session: Session, ref: str) -> dict[str, Any]:
     row.next_attempt_at = None
     row.effect = None
     session.flush()
-    return event_view(row)
+    return views.event_view(row)
 
 
 def _find(session: Session, ref: str) -> InboundEvent:
@@ -658,22 +658,3 @@ def _find(session: Session, ref: str) -> InboundEvent:
     if not rows:
         raise Rejected(Reason.NOT_FOUND, f"no stored event {ref!r}")
     return rows[0]
-
-
-def event_view(row: InboundEvent) -> dict[str, Any]:
-    return {
-        "id": str(row.id),
-        "provider": row.provider,
-        "provider_event_id": row.provider_event_id,
-        "topic": row.topic,
-        "route_key": row.route_key,
-        "account_id": str(row.account_id) if row.account_id else None,
-        "status": row.status,
-        "attempts": row.attempts,
-        "last_error": row.last_error,
-        "effect": row.effect,
-        "occurred_at": iso(row.occurred_at),
-        "received_at": iso(row.received_at),
-        "processed_at": iso(row.processed_at),
-        "next_attempt_at": iso(row.next_attempt_at),
-    }

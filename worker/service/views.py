@@ -1,4 +1,4 @@
-"""The JSON shapes of the contract: account summary and details, job results."""
+"""The JSON shapes of the contract: account summary and details, job results, inbox events."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
-from models import Account, AccountError, StatusChange
+from models import Account, AccountError, InboundEvent, StatusChange
 
 SECRET_FIELDS = ("api_key", "access_token", "refresh_token", "webhook_secret", "code")
 
@@ -79,4 +79,23 @@ def change_view(change: StatusChange) -> dict[str, Any]:
         "source": change.source,
         "actor": change.actor,
         "occurred_at": iso(change.occurred_at),
+    }
+
+
+def event_view(row: InboundEvent) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "provider": row.provider,
+        "provider_event_id": row.provider_event_id,
+        "topic": row.topic,
+        "route_key": row.route_key,
+        "account_id": str(row.account_id) if row.account_id else None,
+        "status": row.status,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "effect": row.effect,
+        "occurred_at": iso(row.occurred_at),
+        "received_at": iso(row.received_at),
+        "processed_at": iso(row.processed_at),
+        "next_attempt_at": iso(row.next_attempt_at),
     }
