@@ -14,28 +14,14 @@ from sqlalchemy import select
 
 from connectors import Connectors, ConnectorSettings
 from connectors.http import HttpLayer
-from models import Account, AccountError, StatusChange
+from models import Account, StatusChange
 from tests.conftest import FAST_RETRY
+from tests.fixtures.connectors import assert_fails_then_recovers, stored
 from tests.simulators.base import Answer
 from tests.simulators.fortnox import FortnoxSimulator, error_information
 from worker.service.deps import Deps
 
 REDIRECT = "https://app.standout.test/oauth/fortnox"
-
-
-def stored(deps: Deps, account_id: str) -> tuple[Account, list[AccountError]]:
-    with deps.db.unit_of_work() as s:
-        account = s.get(Account, uuid.UUID(account_id))
-        assert account is not None
-        errors = list(
-            s.scalars(
-                select(AccountError).where(
-                    AccountError.account_id == account.id, AccountError.resolved_at.is_(None)
-                )
-            )
-        )
-        s.expunge_all()
-    return account, errors
 
 
 def added(deps: Deps, sim: FortnoxSimulator, add_account: Any, name: str = "Acme AB") -> str:
@@ -156,17 +142,7 @@ def test_check_failures_set_status_and_error(
 ) -> None:
     account_id = added(deps, fortnox_sim, add_account)
     fortnox_sim.script.push(Answer(answer.status, answer.body, path="/3/companyinformation"), times)
-    result = check_account(deps, account_id)
-    assert result["passed"] is False
-    assert result["error_code"] == code
-    account, errors = stored(deps, account_id)
-    assert account.status == status
-    assert [e.code for e in errors] == [code]
-
-    assert check_account(deps, account_id)["passed"] is True
-    account, errors = stored(deps, account_id)
-    assert account.status == "connected"
-    assert errors == []
+    assert_fails_then_recovers(deps, check_account, account_id, status, code)
 
 
 def test_the_simulators_rate_limit_answers_429(

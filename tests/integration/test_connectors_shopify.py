@@ -4,7 +4,6 @@ check, every failure answer a check can get, throttling, and expiring tokens ref
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -17,27 +16,13 @@ from sqlalchemy import select
 from connectors import Connectors, ConnectorSettings
 from connectors.http import HttpLayer
 from connectors.shopify import ShopifyConnector
-from models import Account, AccountError
+from models import Account
 from models.clock import set_clock, utc_now
 from tests.conftest import FAST_RETRY
+from tests.fixtures.connectors import assert_fails_then_recovers, stored
 from tests.simulators.base import Answer
 from tests.simulators.shopify import ShopifySimulator
 from worker.service.deps import Deps
-
-
-def stored(deps: Deps, account_id: str) -> tuple[Account, list[AccountError]]:
-    with deps.db.unit_of_work() as s:
-        account = s.get(Account, uuid.UUID(account_id))
-        assert account is not None
-        errors = list(
-            s.scalars(
-                select(AccountError).where(
-                    AccountError.account_id == account.id, AccountError.resolved_at.is_(None)
-                )
-            )
-        )
-        s.expunge_all()
-    return account, errors
 
 
 def with_token(deps: Deps, sim: ShopifySimulator, add_account: Any, **shop: Any) -> tuple[str, str]:
@@ -186,17 +171,7 @@ def test_check_failures_set_status_and_error(
 ) -> None:
     _, account_id = with_token(deps, shopify_sim, add_account)
     shopify_sim.script.push(answer, times)
-    result = check_account(deps, account_id)
-    assert result["passed"] is False
-    assert result["error_code"] == code
-    account, errors = stored(deps, account_id)
-    assert account.status == status
-    assert [e.code for e in errors] == [code]
-
-    assert check_account(deps, account_id)["passed"] is True
-    account, errors = stored(deps, account_id)
-    assert account.status == "connected"
-    assert errors == []
+    assert_fails_then_recovers(deps, check_account, account_id, status, code)
 
 
 def test_a_429_within_the_retries_passes(

@@ -3,7 +3,6 @@ the `accounts.add` job, and every failure a check can get, with the status and e
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
@@ -11,26 +10,12 @@ from sqlalchemy import select
 
 from connectors import Connectors, ConnectorSettings
 from connectors.http import HttpLayer
-from models import Account, AccountError
+from models import Account
 from tests.conftest import FAST_RETRY
+from tests.fixtures.connectors import assert_fails_then_recovers, stored
 from tests.simulators.base import Answer
 from tests.simulators.stripe import StripeSimulator
 from worker.service.deps import Deps
-
-
-def stored(deps: Deps, account_id: str) -> tuple[Account, list[AccountError]]:
-    with deps.db.unit_of_work() as s:
-        account = s.get(Account, uuid.UUID(account_id))
-        assert account is not None
-        errors = list(
-            s.scalars(
-                select(AccountError).where(
-                    AccountError.account_id == account.id, AccountError.resolved_at.is_(None)
-                )
-            )
-        )
-        s.expunge_all()
-    return account, errors
 
 
 def test_add_with_an_api_key(deps: Deps, stripe_sim: StripeSimulator, add_account: Any) -> None:
@@ -132,17 +117,7 @@ def test_check_failures_set_status_and_error(
     _, key = stripe_sim.add_account()
     account_id = add_account(deps, "stripe", {"api_key": key})["account"]["id"]
     stripe_sim.script.push(answer, times)
-    result = check_account(deps, account_id)
-    assert result["passed"] is False
-    assert result["error_code"] == code
-    account, errors = stored(deps, account_id)
-    assert account.status == status
-    assert [e.code for e in errors] == [code]
-
-    assert check_account(deps, account_id)["passed"] is True  # the problem is gone
-    account, errors = stored(deps, account_id)
-    assert account.status == "connected"
-    assert errors == []
+    assert_fails_then_recovers(deps, check_account, account_id, status, code)
 
 
 def test_a_temporary_failure_within_the_retries_does_not_change_status(
