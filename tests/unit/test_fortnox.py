@@ -23,25 +23,13 @@ from connectors.fortnox import (
     error_information,
 )
 from connectors.http import HttpLayer, RetryPolicy
+from tests.unit.fakes import FakeTime
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ACCESS = "eyJ" + "x" * 40
 CONNECTION = {"company_name": "Acme AB", "organization_number": "556677-8899"}
 ONE_TRY = RetryPolicy(attempts=1)
 Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.waits: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
 
 
 def connector(

@@ -19,23 +19,11 @@ from connectors.http import (
     json_object,
     retry_after_seconds,
 )
+from tests.unit.fakes import FakeTime
 
+# Not 0: the limiter's defaults of 0.0 must not pass for "now".
+START = 1000.0
 POLICY = RetryPolicy(attempts=4, initial_wait=0.1, max_wait=1.0, max_total_wait=30.0)
-
-
-class FakeTime:
-    """A clock that only moves when someone sleeps; every wait is recorded."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.waits: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
 
 
 def layer(
@@ -69,7 +57,7 @@ def run(coro):  # type: ignore[no-untyped-def]
 
 
 def test_temporary_failures_are_retried_until_success() -> None:
-    fake = FakeTime()
+    fake = FakeTime(START)
     calls, handler = scripted(
         httpx.Response(503), httpx.Response(502), httpx.Response(200, json={"ok": True})
     )
@@ -83,7 +71,7 @@ def test_temporary_failures_are_retried_until_success() -> None:
 
 
 def test_temporary_failures_stop_after_the_attempts() -> None:
-    fake = FakeTime()
+    fake = FakeTime(START)
     calls, handler = scripted(httpx.Response(500))
     with pytest.raises(TemporaryFailure) as info:
         run(layer(handler, fake).request("GET", "https://p/x", classify=classify))
@@ -92,7 +80,7 @@ def test_temporary_failures_stop_after_the_attempts() -> None:
 
 
 def test_permanent_failures_are_not_retried() -> None:
-    fake = FakeTime()
+    fake = FakeTime(START)
     calls, handler = scripted(httpx.Response(401), httpx.Response(200))
     with pytest.raises(PermanentFailure) as info:
         run(layer(handler, fake).request("GET", "https://p/x", classify=classify))
@@ -102,7 +90,7 @@ def test_permanent_failures_are_not_retried() -> None:
 
 
 def test_retry_after_is_waited_for() -> None:
-    fake = FakeTime()
+    fake = FakeTime(START)
     calls, handler = scripted(
         httpx.Response(429, headers={"Retry-After": "2.5"}), httpx.Response(200)
     )
@@ -112,7 +100,7 @@ def test_retry_after_is_waited_for() -> None:
 
 
 def test_retry_after_beyond_the_budget_gives_up_at_once() -> None:
-    fake = FakeTime()
+    fake = FakeTime(START)
     calls, handler = scripted(httpx.Response(429, headers={"Retry-After": "60"}))
     with pytest.raises(TemporaryFailure) as info:
         run(layer(handler, fake).request("GET", "https://p/x", classify=classify))
@@ -123,7 +111,7 @@ def test_retry_after_beyond_the_budget_gives_up_at_once() -> None:
 
 
 def test_retry_after_defers_the_limiter_so_the_retry_waits_once() -> None:
-    fake = FakeTime()
+    fake = FakeTime(START)
     calls, handler = scripted(
         httpx.Response(429, headers={"Retry-After": "3"}), httpx.Response(200)
     )
@@ -137,7 +125,7 @@ def test_retry_after_defers_the_limiter_so_the_retry_waits_once() -> None:
 
 
 def test_timeouts_and_connection_errors_are_temporary() -> None:
-    fake = FakeTime()
+    fake = FakeTime(START)
     calls, handler = scripted(
         httpx.ReadTimeout("slow"), httpx.ConnectError("refused"), httpx.Response(200)
     )
@@ -146,13 +134,13 @@ def test_timeouts_and_connection_errors_are_temporary() -> None:
 
     calls, handler = scripted(httpx.ReadTimeout("slow"))
     with pytest.raises(TemporaryFailure) as info:
-        run(layer(handler, FakeTime()).request("GET", "https://p/x", classify=classify))
+        run(layer(handler, FakeTime(START)).request("GET", "https://p/x", classify=classify))
     assert info.value.code is ErrorCode.TIMEOUT
     assert len(calls) == POLICY.attempts
 
 
 def test_the_observer_sees_every_response_before_classification() -> None:
-    fake = FakeTime()
+    fake = FakeTime(START)
     seen: list[int] = []
     calls, handler = scripted(httpx.Response(503), httpx.Response(200))
     run(
@@ -171,7 +159,7 @@ def test_retry_after_parsing() -> None:
 
 
 def test_limiter_allows_limit_calls_per_window_then_waits() -> None:
-    fake = FakeTime()
+    fake = FakeTime(START)
     limiter = SlidingWindowLimiter(3, 5.0, fake.clock)
 
     async def burst() -> list[float]:
@@ -189,7 +177,7 @@ def test_limiter_allows_limit_calls_per_window_then_waits() -> None:
 
 
 def test_limiter_defer_pauses_and_keeps_the_longer_pause() -> None:
-    fake = FakeTime()
+    fake = FakeTime(START)
     limiter = SlidingWindowLimiter(100, 1.0, fake.clock)
     limiter.defer("shop", 4.0)
     limiter.defer("shop", 1.0)  # shorter: must not cut the pause short
@@ -202,7 +190,7 @@ def test_limiter_defer_pauses_and_keeps_the_longer_pause() -> None:
 
 def test_limiter_defer_reaches_a_caller_already_waiting() -> None:
     """A deferral that arrives while a call waits for the window is honoured by that call."""
-    fake = FakeTime()
+    fake = FakeTime(START)
     limiter = SlidingWindowLimiter(1, 1.0, fake.clock)
 
     async def sleep_and_defer(seconds: float) -> None:
@@ -219,7 +207,7 @@ def test_limiter_defer_reaches_a_caller_already_waiting() -> None:
 
 
 def test_limiter_forgets_keys_idle_for_a_window_but_not_their_pauses_in_force() -> None:
-    fake = FakeTime()
+    fake = FakeTime(START)
     limiter = SlidingWindowLimiter(2, 5.0, fake.clock)
     for n in range(100):
         run(limiter.acquire(f"account-{n}", fake.sleep))
@@ -235,7 +223,7 @@ def test_limiter_forgets_keys_idle_for_a_window_but_not_their_pauses_in_force() 
 
 
 def test_requests_carry_the_base_headers_the_connectors_override_and_no_cookies() -> None:
-    fake = FakeTime()
+    fake = FakeTime(START)
     seen: list[httpx.Headers] = []
 
     def handler(request: httpx.Request) -> httpx.Response:

@@ -22,6 +22,7 @@ from connectors.shopify import (
     query_hmac,
     verify_callback,
 )
+from tests.unit.fakes import FakeTime
 
 SHOP = "some-shop.myshopify.com"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -33,19 +34,6 @@ VECTOR_QUERY = {
 }
 VECTOR_HMAC = "2cb1a277650a659f1b11e92a4a64275b128e037f2c3390e3c8fd2d8721dac9e2"
 ONE_TRY = RetryPolicy(attempts=1)
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.waits: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
 
 
 Handler = Callable[[httpx.Request], httpx.Response]
