@@ -137,6 +137,12 @@ class Simulator:
     def stop(self) -> None:
         self.server.stop()
 
+    def reset(self) -> None:
+        """Between tests: no scripted answers, no recorded calls (subclasses add defaults)."""
+        self.script.clear()
+        with self._calls_lock:
+            self.calls.clear()
+
     def record(self, request: Request) -> None:
         with self._calls_lock:
             self.calls.append((request.method, request.url.path))

@@ -59,9 +59,7 @@ class FortnoxSimulator(Simulator):
 
     def reset(self) -> None:
         """Defaults again between tests; tenants and tokens stay (tests make their own)."""
-        self.script.clear()
-        with self._calls_lock:
-            self.calls.clear()
+        super().reset()
         with self._lock:
             self.limit = 25
             self.window = 5.0

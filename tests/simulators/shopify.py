@@ -63,9 +63,7 @@ class ShopifySimulator(Simulator):
 
     def reset(self) -> None:
         """Back to defaults between tests (shops and tokens stay: tests use fresh shops)."""
-        self.script.clear()
-        with self._calls_lock:
-            self.calls.clear()
+        super().reset()
         with self._lock:
             self.offset = 0.0
             self.token_lifetime = 3600.0
@@ -230,8 +228,12 @@ class ShopifySimulator(Simulator):
     def _scope(self, shop: str) -> str:
         return ",".join(sorted(self.shops[shop].scopes)) if shop in self.shops else ""
 
-    def _admin_failure(self, request: Request) -> Response | None:
-        """What the Admin API answers before the query runs: auth and the shop's state."""
+    async def _admin_refusal(self, request: Request) -> Response | None:
+        """What the Admin API answers before the query runs: a scripted answer, then auth and
+        the shop's state."""
+        scripted = await self._answer(request)
+        if scripted is not None:
+            return self._fail(request, scripted)
         shop = request.path_params["shop"]
         token = request.headers.get("x-shopify-access-token", "")
         with self._lock:
@@ -251,12 +253,9 @@ class ShopifySimulator(Simulator):
         return None
 
     async def _graphql(self, request: Request) -> Response:
-        scripted = await self._answer(request)
-        if scripted is not None:
-            return self._fail(request, scripted)
-        failure = self._admin_failure(request)
-        if failure is not None:
-            return failure
+        refused = await self._admin_refusal(request)
+        if refused is not None:
+            return refused
         shop = request.path_params["shop"]
         try:
             query = str((await request.json()).get("query", ""))
@@ -302,12 +301,9 @@ class ShopifySimulator(Simulator):
         return JSONResponse({"data": data, "extensions": extensions})
 
     async def _shop_json(self, request: Request) -> Response:
-        scripted = await self._answer(request)
-        if scripted is not None:
-            return self._fail(request, scripted)
-        failure = self._admin_failure(request)
-        if failure is not None:
-            return failure
+        refused = await self._admin_refusal(request)
+        if refused is not None:
+            return refused
         shop = request.path_params["shop"]
         with self._lock:
             record = self.shops[shop]
