@@ -16,7 +16,11 @@ from connectors import Connectors, ConnectorSettings
 from connectors.http import HttpLayer
 from models import Account, StatusChange
 from tests.conftest import FAST_RETRY
-from tests.fixtures.connectors import assert_fails_then_recovers, stored
+from tests.fixtures.connectors import (
+    assert_fails_then_recovers,
+    assert_slow_answers_time_out,
+    stored,
+)
 from tests.simulators.base import Answer
 from tests.simulators.fortnox import FortnoxSimulator, error_information
 from worker.service.deps import Deps
@@ -180,14 +184,7 @@ def test_a_slow_fortnox_is_a_timeout(
     connector_settings: ConnectorSettings,
 ) -> None:
     account_id = added(deps, fortnox_sim, add_account)
-    impatient = Connectors(connector_settings, HttpLayer(timeout=0.2, retry=FAST_RETRY))
-    try:
-        fortnox_sim.script.push(Answer(200, {}, delay=0.5), 3)
-        result = check_account(Deps(deps.db, deps.vault, impatient), account_id)
-    finally:
-        impatient.close()
-    assert result["error_code"] == "timeout"
-    assert stored(deps, account_id)[0].status == "degraded"
+    assert_slow_answers_time_out(deps, connector_settings, fortnox_sim, check_account, account_id)
 
 
 def test_an_expired_token_is_refreshed_once_under_20_concurrent_checks(

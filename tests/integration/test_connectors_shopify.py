@@ -19,7 +19,11 @@ from connectors.shopify import ShopifyConnector
 from models import Account
 from models.clock import set_clock, utc_now
 from tests.conftest import FAST_RETRY
-from tests.fixtures.connectors import assert_fails_then_recovers, stored
+from tests.fixtures.connectors import (
+    assert_fails_then_recovers,
+    assert_slow_answers_time_out,
+    stored,
+)
 from tests.simulators.base import Answer
 from tests.simulators.shopify import ShopifySimulator
 from worker.service.deps import Deps
@@ -219,14 +223,7 @@ def test_a_slow_shopify_is_a_timeout(
     connector_settings: ConnectorSettings,
 ) -> None:
     _, account_id = with_token(deps, shopify_sim, add_account)
-    impatient = Connectors(connector_settings, HttpLayer(timeout=0.2, retry=FAST_RETRY))
-    try:
-        shopify_sim.script.push(Answer(200, {}, delay=0.5), 3)
-        result = check_account(Deps(deps.db, deps.vault, impatient), account_id)
-    finally:
-        impatient.close()
-    assert result["error_code"] == "timeout"
-    assert stored(deps, account_id)[0].status == "degraded"
+    assert_slow_answers_time_out(deps, connector_settings, shopify_sim, check_account, account_id)
 
 
 # -- throttling -----------------------------------------------------------------------------

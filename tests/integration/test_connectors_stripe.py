@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from connectors import Connectors, ConnectorSettings
-from connectors.http import HttpLayer
+from connectors import ConnectorSettings
 from models import Account
-from tests.conftest import FAST_RETRY
-from tests.fixtures.connectors import assert_fails_then_recovers, stored
+from tests.fixtures.connectors import (
+    assert_fails_then_recovers,
+    assert_slow_answers_time_out,
+    stored,
+)
 from tests.simulators.base import Answer
 from tests.simulators.stripe import StripeSimulator
 from worker.service.deps import Deps
@@ -168,12 +170,4 @@ def test_a_slow_stripe_is_a_timeout(
 ) -> None:
     _, key = stripe_sim.add_account()
     account_id = add_account(deps, "stripe", {"api_key": key})["account"]["id"]
-    impatient = Connectors(connector_settings, HttpLayer(timeout=0.2, retry=FAST_RETRY))
-    try:
-        fast = Deps(db=deps.db, vault=deps.vault, connectors=impatient)
-        stripe_sim.script.push(Answer(200, {}, delay=0.5), 3)
-        result = check_account(fast, account_id)
-    finally:
-        impatient.close()
-    assert result["error_code"] == "timeout"
-    assert stored(deps, account_id)[0].status == "degraded"
+    assert_slow_answers_time_out(deps, connector_settings, stripe_sim, check_account, account_id)
