@@ -11,6 +11,9 @@ from typing import Any
 import httpx
 
 from connectors import CheckResult, ErrorCode, PermanentFailure, TemporaryFailure
+from connectors.fortnox import FortnoxSettings
+from connectors.shopify import ShopifySettings
+from connectors.stripe import StripeSettings
 from models import Account, utc_now
 from worker.celery_app import app
 from worker.runtime import get_deps
@@ -28,21 +31,25 @@ def _client() -> httpx.Client:
 
 
 def _request(account: Account, credentials: dict[str, Any]) -> httpx.Response:
-    settings = get_settings()
+    settings = get_deps().connectors.settings
+    stripe, shopify, fortnox = settings["stripe"], settings["shopify"], settings["fortnox"]
+    assert isinstance(stripe, StripeSettings)
+    assert isinstance(shopify, ShopifySettings)
+    assert isinstance(fortnox, FortnoxSettings)
     if account.type == "stripe":
         return _client().get(
-            f"{settings.stripe_api_base_url}/v1/account",
+            f"{stripe.api_base_url}/v1/account",
             headers={"Authorization": f"Bearer {credentials['api_key']}"},
         )
     if account.type == "shopify":
-        base = settings.shopify_base_url.format(shop=account.connection["shop_domain"])
+        base = shopify.base_url.format(shop=account.connection["shop_domain"])
         return _client().post(
             f"{base}/admin/api/2025-10/graphql.json",
             json={"query": "{ shop { name } }"},
             headers={"X-Shopify-Access-Token": credentials["access_token"]},
         )
     return _client().get(
-        f"{settings.fortnox_api_base_url}/3/companyinformation",
+        f"{fortnox.api_base_url}/3/companyinformation",
         headers={"Authorization": f"Bearer {credentials['access_token']}"},
     )
 

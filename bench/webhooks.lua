@@ -1,4 +1,4 @@
--- Signed webhooks for wrk (bench/ingest.py writes the requests, then reads what this prints).
+-- Signed webhooks for wrk (bench/ingest/wrk.py writes the requests, then reads what this prints).
 -- Each thread sends its own file of pre-built, pre-signed HTTP requests, in order, each once:
 -- building or signing a request here would put that cost on the load generator. A thread that
 -- runs out sends a GET to a path no server has; its 404 is not counted as accepted.

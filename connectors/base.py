@@ -47,6 +47,7 @@ class ErrorCode(enum.StrEnum):
     TIMEOUT = "timeout"
     CONNECTION_REVOKED = "connection_revoked"
     EVENT_UNPROCESSABLE = "event_unprocessable"
+    CREDENTIALS_UNREADABLE = "credentials_unreadable"
 
 
 TEMPORARY_CODES = frozenset(
@@ -116,6 +117,27 @@ class Connector(Protocol):
         """True when the access token expires soon and a refresh should happen before use."""
         ...
 
+    def can_refresh(self, credentials: dict[str, Any]) -> bool:
+        """True when these credentials hold what a refresh needs (a refresh token): a rejected
+        access token is then refreshed once and tried again before it is believed."""
+        ...
+
     async def refresh(self, credentials: dict[str, Any], connection: dict[str, Any]) -> Authorized:
-        """Exchange the refresh token; raises PermanentFailure(refresh_failed) when it is dead."""
+        """Exchange the refresh token; raises PermanentFailure(refresh_failed) when it is dead,
+        or (connection_revoked) when the provider says the app was uninstalled."""
+        ...
+
+    def identity(self, connection: dict[str, Any], metadata: dict[str, Any]) -> str | None:
+        """The upstream account these credentials name (shop domain, Stripe account, Fortnox
+        organisation number, HubSpot portal), or None when unknown: a reconnect must keep it."""
+        ...
+
+    def authorize_url(self, *, state: str, redirect_uri: str, shop_domain: str | None) -> str:
+        """Where a browser authorizes the app (OAuth providers); PermanentFailure when the app
+        is not configured or the provider connects by key only."""
+        ...
+
+    async def revoke(self, credentials: dict[str, Any], connection: dict[str, Any]) -> bool:
+        """Revoke the credentials at the provider; False when it offers no way to. Raises
+        ProviderError when it failed (a temporary one is worth another try)."""
         ...

@@ -1,51 +1,38 @@
-"""The connectors by account type, built from one settings object and one HTTP layer, with a
-private event loop so synchronous job code can call the async connectors."""
+"""The providers, as one plain dict, and the connectors of a process built from it, with a private
+event loop so synchronous job code can call the async connectors.
+
+Adding a provider: its package under `connectors/`, one line in `PROVIDERS` (docs/providers.md).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from connectors import fortnox, hubspot, shopify, stripe
 from connectors.base import Clock, Connector, utc_now
-from connectors.fortnox import FortnoxConnector, FortnoxSettings
 from connectors.http import HttpLayer
-from connectors.shopify import ShopifyConnector, ShopifySettings
-from connectors.stripe import StripeConnector, StripeSettings
+from connectors.provider import Provider, ProviderSettings
 
 T = TypeVar("T")
 
-
-@dataclass
-class ConnectorSettings:
-    stripe: StripeSettings = field(default_factory=StripeSettings)
-    shopify: ShopifySettings = field(default_factory=ShopifySettings)
-    fortnox: FortnoxSettings = field(default_factory=FortnoxSettings)
+PROVIDERS: dict[str, Provider] = {
+    p.type: p for p in (shopify.PROVIDER, stripe.PROVIDER, fortnox.PROVIDER, hubspot.PROVIDER)
+}
 
 
-def connector_settings(settings: Any) -> ConnectorSettings:
-    """Each provider's settings from the worker's `CONNECTIONS_*` settings object."""
-    return ConnectorSettings(
-        stripe=StripeSettings(
-            api_base_url=settings.stripe_api_base_url,
-            connect_base_url=settings.stripe_connect_base_url,
-            platform_key=settings.stripe_platform_key,
-            connect_client_id=settings.stripe_connect_client_id,
-        ),
-        shopify=ShopifySettings(
-            base_url=settings.shopify_base_url,
-            client_id=settings.shopify_client_id,
-            client_secret=settings.shopify_client_secret,
-            previous_client_secret=settings.shopify_previous_client_secret,
-        ),
-        fortnox=FortnoxSettings(
-            api_base_url=settings.fortnox_api_base_url,
-            auth_base_url=settings.fortnox_auth_base_url,
-            client_id=settings.fortnox_client_id,
-            client_secret=settings.fortnox_client_secret,
-        ),
-    )
+class ConnectorSettings(dict[str, ProviderSettings]):
+    """Each provider's settings by type: the ones given, the rest read from the environment."""
+
+    def __init__(self, given: dict[str, ProviderSettings] | None = None, **by_type: Any) -> None:
+        chosen = {**(given or {}), **by_type}
+        unknown = set(chosen) - set(PROVIDERS)
+        if unknown:
+            raise ValueError(f"no such provider: {', '.join(sorted(unknown))}")
+        super().__init__(
+            {t: chosen[t] if t in chosen else spec.settings() for t, spec in PROVIDERS.items()}
+        )
 
 
 class Connectors:
@@ -60,10 +47,9 @@ class Connectors:
     ) -> None:
         """`clock` dates token expiries; give it the service's clock where tests freeze time."""
         self.http = http or HttpLayer()
+        self.settings = settings
         self.by_type: dict[str, Connector] = {
-            "stripe": StripeConnector(settings.stripe, self.http),
-            "shopify": ShopifyConnector(settings.shopify, self.http, clock),
-            "fortnox": FortnoxConnector(settings.fortnox, self.http, clock),
+            t: spec.connector(settings[t], self.http, clock) for t, spec in PROVIDERS.items()
         }
         self._runner: asyncio.Runner | None = None
 

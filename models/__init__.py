@@ -7,7 +7,6 @@ from models.account import (
     Account,
     AccountError,
     AccountStatus,
-    AccountType,
     IntegrationRef,
     StatusChange,
 )
@@ -23,7 +22,6 @@ __all__ = [
     "AccountError",
     "AccountEventMark",
     "AccountStatus",
-    "AccountType",
     "Base",
     "Database",
     "InboundEvent",

@@ -14,12 +14,6 @@ from models.base import Base
 from models.clock import utc_now
 
 
-class AccountType(enum.StrEnum):
-    SHOPIFY = "shopify"
-    STRIPE = "stripe"
-    FORTNOX = "fortnox"
-
-
 class AccountStatus(enum.StrEnum):
     PENDING = "pending"
     CONNECTED = "connected"
@@ -35,6 +29,7 @@ class Account(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     org_id: Mapped[str] = mapped_column(String(100), index=True)
     name: Mapped[str] = mapped_column(String(200))
+    # A provider's type as the registry names it (`connectors.registry.PROVIDERS`).
     type: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default=AccountStatus.PENDING)
     connection: Mapped[dict[str, Any]] = mapped_column(default=dict)

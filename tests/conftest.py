@@ -20,6 +20,7 @@ from models import Base, Database
 from models.migrate import upgrade
 from tests import services
 from tests.simulators.fortnox import FortnoxSimulator
+from tests.simulators.hubspot import HubSpotSimulator
 from tests.simulators.shopify import ShopifySimulator
 from tests.simulators.stripe import StripeSimulator
 from worker.service.deps import Deps
@@ -27,7 +28,12 @@ from worker.vault import Vault
 
 TIERS = {"integration": "integration", "e2e": "e2e"}
 
-pytest_plugins = ["tests.fixtures.connectors", "tests.fixtures.ingest", "tests.fixtures.checks"]
+pytest_plugins = [
+    "tests.fixtures.connectors",
+    "tests.fixtures.ingest",
+    "tests.fixtures.checks",
+    "tests.fixtures.hubspot",
+]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -90,7 +96,7 @@ def _reset_simulators(request: pytest.FixtureRequest) -> Iterator[None]:
     if "stripe_sim" in request.fixturenames:
         sim = request.getfixturevalue("stripe_sim")
         sim.script.clear()
-    for name in ("shopify_sim", "fortnox_sim"):
+    for name in ("shopify_sim", "fortnox_sim", "hubspot_sim"):
         if name in request.fixturenames:
             request.getfixturevalue(name).reset()
 
@@ -100,15 +106,21 @@ FAST_RETRY = RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.05, max_total
 
 @pytest.fixture
 def connector_settings(
-    stripe_sim: StripeSimulator, shopify_sim: ShopifySimulator, fortnox_sim: FortnoxSimulator
+    stripe_sim: StripeSimulator,
+    shopify_sim: ShopifySimulator,
+    fortnox_sim: FortnoxSimulator,
+    hubspot_sim: HubSpotSimulator,
 ) -> ConnectorSettings:
     from pydantic import SecretStr
+
+    from tests.fixtures.hubspot import sim_settings as hubspot_settings
 
     return ConnectorSettings(
         stripe=StripeSettings(
             api_base_url=stripe_sim.url,
             connect_base_url=stripe_sim.url,
             platform_key=SecretStr(stripe_sim.platform_key),
+            connect_client_id=stripe_sim.client_id,
         ),
         shopify=ShopifySettings(
             base_url=shopify_sim.url + "/{shop}",
@@ -123,6 +135,7 @@ def connector_settings(
             # Fortnox's 429 names no wait; a short one keeps tests from pausing 5 s.
             rate_limited_wait=0.05,
         ),
+        hubspot=hubspot_settings(hubspot_sim),
     )
 
 

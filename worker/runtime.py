@@ -6,8 +6,7 @@ import gc
 import os
 import threading
 
-from connectors import Connectors
-from connectors.registry import connector_settings
+from connectors import Connectors, ConnectorSettings
 from models import Database
 from worker.service.deps import Deps
 from worker.settings import Settings, get_settings
@@ -27,7 +26,7 @@ def build_deps(settings: Settings) -> Deps:
     return Deps(
         db=Database(settings.database_url),
         vault=vault,
-        connectors=Connectors(connector_settings(settings)),
+        connectors=Connectors(ConnectorSettings()),
     )
 
 

@@ -1,14 +1,16 @@
-"""Every setting of the contract, read once from `CONNECTIONS_*` environment variables."""
+"""Every core setting of the contract, read once from `CONNECTIONS_*` environment variables. Each
+provider's settings (`CONNECTIONS_<PROVIDER>_*`) live in its package and are composed from the
+registry (`connectors.registry.ConnectorSettings`)."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_TOPICS = "invoices,customers,orders,offers,articles,suppliers,supplier-invoices,vouchers"
+DEV_PUBLIC_BASE_URL = "http://127.0.0.1:8000"
 
 
 class Settings(BaseSettings):
@@ -23,40 +25,36 @@ class Settings(BaseSettings):
     encryption_keys: SecretStr | None = None
     service_token: SecretStr | None = None
     check_interval_seconds: int = Field(default=900, ge=10)
-
-    shopify_client_id: str | None = None
-    shopify_client_secret: SecretStr | None = None
-    shopify_previous_client_secret: SecretStr | None = None
-    stripe_platform_key: SecretStr | None = None
-    stripe_connect_client_id: str | None = None
-    stripe_webhook_secret: SecretStr | None = None
-    fortnox_client_id: str | None = None
-    fortnox_client_secret: SecretStr | None = None
-    fortnox_topics: str = DEFAULT_TOPICS
-
-    shopify_base_url: str = "https://{shop}"
-    stripe_api_base_url: str = "https://api.stripe.com"
-    stripe_connect_base_url: str = "https://connect.stripe.com"
-    fortnox_api_base_url: str = "https://api.fortnox.se"
-    fortnox_auth_base_url: str = "https://apps.fortnox.se"
-    fortnox_ws_url: str = "wss://ws.fortnox.se/topics-v1"
+    # Where providers and browsers reach the ingest; in dev, DEV_PUBLIC_BASE_URL when unset.
+    # Unset outside dev: nothing that needs it (HubSpot's signatures) can be verified.
+    public_base_url: str | None = None
 
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
     log_level: str = "INFO"
     var_dir: Path = Path("var")
 
-    @field_validator("events_redis_url", mode="before")
+    @field_validator("events_redis_url", "public_base_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an absolute http(s) URL, e.g. https://hooks.example.com")
+        return value.rstrip("/") if value else value
 
     @property
     def is_embedded(self) -> bool:
         """True on the embedded SQLite defaults that `connections dev` uses."""
         return self.database_url.startswith("sqlite")
 
-    def fortnox_topic_list(self) -> list[str]:
-        return [t.strip() for t in self.fortnox_topics.split(",") if t.strip()]
+    @model_validator(mode="after")
+    def _dev_public_url(self) -> Settings:
+        if self.public_base_url is None and self.is_embedded:
+            self.public_base_url = DEV_PUBLIC_BASE_URL
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -4,23 +4,20 @@ sends jobs the way another service would. Each test run gets its own Redis datab
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import redis
 from celery import Celery
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from bench.processes import ROOT as ROOT  # re-exported: the e2e tests take it from here
+from bench.processes import Process, answers, celery_command, free_port
 from tests import services
-from tests.simulators.base import free_port
 
 T = TypeVar("T")
-ROOT = Path(__file__).resolve().parents[2]
 LOCK_PREFIX = "connections-tests:redis-db:"
 
 
@@ -58,44 +55,6 @@ def eventually(probe: Callable[[], T], timeout: float = 30.0, interval: float = 
     raise AssertionError("unreachable")
 
 
-class Process:
-    """A child process whose output goes to a log file the test can show on failure."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            args,
-            env=env,
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal the whole process group (a prefork worker's children too)."""
-        if self.alive():
-            os.killpg(self.proc.pid, sig)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.alive():
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        self._log.close()
-
-
 def start_worker(
     env: dict[str, str],
     log_dir: Path,
@@ -106,19 +65,14 @@ def start_worker(
     beat: bool = False,
     extra: list[str] | None = None,
 ) -> Process:
-    args = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker",
+    args = celery_command(
         "worker",
         "--loglevel=INFO",
         f"--concurrency={concurrency}",
         f"--hostname={name}-{os.getpid()}@%h",
         "--without-gossip",
         "--without-mingle",
-    ]
+    )
     if queues:
         args.append(f"--queues={queues}")
     if beat:
@@ -146,19 +100,9 @@ def start_ingest(env: dict[str, str], log_dir: Path, name: str = "ingest") -> tu
     ]
     process = Process(name, args, env, log_dir)
     url = f"http://127.0.0.1:{port}"
-
-    def up() -> None:
-        assert process.alive(), process.output()[-3000:]
-        try:
-            assert httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError as exc:
-            raise AssertionError(str(exc)) from exc
-
-    try:
-        eventually(up, timeout=30)
-    except AssertionError:
+    if not answers(f"{url}/healthz", 30, alive=process.alive, accept=lambda status: status == 200):
         process.stop()
-        raise
+        raise AssertionError(f"ingest did not answer /healthz:\n{process.output()[-3000:]}")
     return process, url
 
 

@@ -20,7 +20,8 @@ from models.migrate import upgrade
 from tests import services
 from tests.e2e import harness
 from tests.fixtures.checks import CheckedStripe, insert_stripe_accounts
-from worker.service.schedule import Cadence, claim_due, place_new
+from worker.service.checks.cadence import Cadence
+from worker.service.checks.schedule import claim_due, place_new
 from worker.vault import Vault
 
 INTERVAL = 10.0

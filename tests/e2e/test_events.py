@@ -1,6 +1,7 @@
 """Provider events with real processes: the ingest server and prefork workers over real Redis,
 the Fortnox listener against the stream simulator. Nothing accepted is lost when Redis is
-flushed or a worker or the listener is killed, and each event has exactly one effect."""
+flushed or a worker or the listener is killed, and each event has exactly one effect; a Fortnox
+company connected while the listener runs has its events published within seconds."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from tests.fixtures.ingest import (
     stripe_delivery,
     stripe_event,
 )
+from tests.simulators.fortnox import FortnoxSimulator
 from tests.simulators.fortnox_ws import FortnoxStreamSimulator
 from worker.vault import Vault
 
@@ -47,10 +49,30 @@ def events_redis() -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def fortnox_ws() -> Iterator[FortnoxStreamSimulator]:
-    sim = FortnoxStreamSimulator(FORTNOX_SECRET).start()
+def fortnox_http() -> Iterator[FortnoxSimulator]:
+    sim = FortnoxSimulator(client_id="e2e-fortnox-client", client_secret=FORTNOX_SECRET)
+    sim.start()
     yield sim
     sim.stop()
+
+
+@pytest.fixture(scope="module")
+def fortnox_ws(fortnox_http: FortnoxSimulator) -> Iterator[FortnoxStreamSimulator]:
+    # Knows the tokens the OAuth simulator issues, as Fortnox knows its own.
+    sim = FortnoxStreamSimulator(FORTNOX_SECRET, issuer=fortnox_http.tenant_of).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def fortnox_env(env: dict[str, str], fortnox_http: FortnoxSimulator) -> dict[str, str]:
+    """`env` with the Fortnox OAuth and API simulator, so workers can connect companies."""
+    return {
+        **env,
+        "CONNECTIONS_FORTNOX_CLIENT_ID": fortnox_http.client_id,
+        "CONNECTIONS_FORTNOX_API_BASE_URL": fortnox_http.url,
+        "CONNECTIONS_FORTNOX_AUTH_BASE_URL": fortnox_http.url,
+    }
 
 
 @pytest.fixture
@@ -336,6 +358,78 @@ def test_fortnox_listener_restarted_mid_stream_misses_and_repeats_nothing(
     resumed = [c for c in fortnox_ws.sent("add-topics-v1") if "offset" in c["topics"][0]]
     assert resumed, "the restarted listener did not resume from stored offsets"
     for process in (first, second):
+        assert FORTNOX_SECRET not in process.output()
+
+
+def test_fortnox_company_connected_while_listening_streams_within_5_seconds(
+    fortnox_env: dict[str, str],
+    log_dir: Path,
+    processes: list[harness.Process],
+    db: Database,
+    fortnox_http: FortnoxSimulator,
+    fortnox_ws: FortnoxStreamSimulator,
+) -> None:
+    env = fortnox_env
+    processes.append(harness.start_worker(env, log_dir, "connect-worker", concurrency=2))
+    args = [sys.executable, "-m", "worker.cli", "fortnox-stream"]
+    subscribed_before = len(fortnox_ws.sent("subscribe-v1"))
+    processes.append(harness.Process("fortnox-stream-connect", args, env, log_dir))
+    harness.eventually(lambda: _assert(len(fortnox_ws.sent("subscribe-v1")) > subscribed_before))
+
+    tenant = fortnox_http.add_tenant("Nyss Ansluten AB")
+    redirect = "https://app.standout.test/oauth/fortnox"
+    client = harness.client_app(env["CONNECTIONS_BROKER_URL"], env["CONNECTIONS_RESULT_BACKEND"])
+    result = harness.send_and_wait(
+        client,
+        "accounts.add",
+        {
+            "org_id": "org-e2e-fortnox",
+            "actor": {"user_id": "u-admin", "role": "admin"},
+            "type": "fortnox",
+            "name": "Bokföring",
+            "credentials": {
+                "code": fortnox_http.issue_code(tenant, redirect),
+                "redirect_uri": redirect,
+            },
+        },
+    )
+    connected = time.monotonic()
+    assert result["status"] == "succeeded", result
+    account_id = result["account"]["id"]
+
+    # The company's invoices keep changing; the first event after the listener subscribed it
+    # must come out as `provider.event`.
+    stop = threading.Event()
+
+    def publish() -> None:
+        while not stop.is_set():
+            fortnox_ws.publish("invoices", tenant.id, entity_id=str(time.monotonic_ns()))
+            stop.wait(0.1)
+
+    publisher = threading.Thread(target=publish, daemon=True)
+    publisher.start()
+    stream = redis.Redis.from_url(env["CONNECTIONS_EVENTS_REDIS_URL"])
+
+    def published() -> dict[str, Any]:
+        entries = stream.xrange("connections:events")
+        events = [json.loads(fields[b"event"]) for _, fields in entries]
+        mine = [
+            e for e in events if e["account_id"] == account_id and e["type"] == "provider.event"
+        ]
+        assert mine
+        return mine[0]
+
+    try:
+        first = harness.eventually(published, timeout=30, interval=0.05)
+        latency = time.monotonic() - connected
+    finally:
+        stop.set()
+        publisher.join(timeout=5)
+    print(f"\nfirst provider.event {latency:.2f} s after the add job succeeded")
+    assert latency < 5.0
+    assert first["data"]["topic"] == "invoices"
+    assert first["data"]["payload"]["tenantId"] == tenant.id
+    for process in processes:
         assert FORTNOX_SECRET not in process.output()
 
 

@@ -21,26 +21,14 @@ from tests.fixtures.checks import (
     checker,
     claim_all,
     insert_stripe_accounts,
+    make_due,
+    run_due,
 )
 from tests.simulators.fortnox import FortnoxSimulator
 from tests.simulators.shopify import ShopifySimulator
-from worker.service.batches import BatchChecker
+from worker.service.checks.cadence import Cadence
 from worker.service.deps import Deps
-from worker.service.schedule import Cadence
 from worker.vault import Vault
-
-
-def run_due(deps: Deps, check: BatchChecker) -> list[dict[str, Any]]:
-    """Claim everything due now and run its batches: one tick and its batches, in-process."""
-    return [check.run(batch).as_dict() for batch in claim_all(deps)]
-
-
-def make_due(deps: Deps, ids: list[uuid.UUID] | None = None) -> None:
-    with deps.db.unit_of_work() as session:
-        query = update(Account).values(next_check_at=utc_now() - timedelta(seconds=1))
-        if ids is not None:
-            query = query.where(Account.id.in_(ids))
-        session.execute(query)
 
 
 def account(deps: Deps, account_id: uuid.UUID) -> Account:
@@ -347,7 +335,10 @@ def test_unreadable_credentials_fail_their_own_check_not_the_batch(
         )
     make_due(deps)
     [report] = run_due(deps, checker(deps))
-    assert report["verdicts"] == {"crashed": 1, "recorded": 2}
+    assert report["verdicts"] == {"recorded": 3}
     assert report["passed"] == 2
-    assert account(deps, broken).status == "connected"  # nothing recorded; retried sooner
-    assert changes(deps, broken) == []
+    # Recorded as the operator's error it is (tests/integration/test_unreadable_credentials.py).
+    assert account(deps, broken).status == "error"
+    assert [e.code for e in errors(deps, broken)] == ["credentials_unreadable"]
+    assert changes(deps, broken) == [("connected", "error")]
+    assert all(account(deps, a).status == "connected" for a, _ in made[1:])

@@ -1,5 +1,6 @@
-"""Fortnox against its simulator and the real PostgreSQL: adding with an OAuth code, every failure
-a check can get, and the single-use refresh token under concurrent checks."""
+"""Fortnox against its simulator and the real PostgreSQL: adding with an OAuth code (from the
+authorize page), every failure a check can get, the single-use refresh token under concurrent
+checks, and revocation."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
-from connectors import Connectors, ConnectorSettings
+from connectors import Connectors, ConnectorSettings, ErrorCode, PermanentFailure, TemporaryFailure
 from connectors.http import HttpLayer
 from models import Account, StatusChange
 from tests.conftest import FAST_RETRY
@@ -22,7 +24,7 @@ from tests.fixtures.connectors import (
     stored,
 )
 from tests.simulators.base import Answer
-from tests.simulators.fortnox import FortnoxSimulator, error_information
+from tests.simulators.fortnox import FortnoxSimulator, approve_link, error_information
 from worker.service.deps import Deps
 
 REDIRECT = "https://app.standout.test/oauth/fortnox"
@@ -114,8 +116,9 @@ def test_add_while_fortnox_is_down_fails_temporarily(
 @pytest.mark.parametrize(
     ("answer", "times", "status", "code"),
     [
-        (Answer(401, error_information(2000311, "Ogiltig")), 1, "error", "credentials_invalid"),
-        (Answer(401), 1, "error", "credentials_invalid"),
+        # A rejected token is refreshed once and tried again: only a second rejection counts.
+        (Answer(401, error_information(2000311, "Ogiltig")), 2, "error", "credentials_invalid"),
+        (Answer(401), 2, "error", "credentials_invalid"),
         (
             Answer(400, error_information(2001103, "Licens saknas", capitalized=True)),
             1,
@@ -147,6 +150,7 @@ def test_check_failures_set_status_and_error(
     account_id = added(deps, fortnox_sim, add_account)
     fortnox_sim.script.push(Answer(answer.status, answer.body, path="/3/companyinformation"), times)
     assert_fails_then_recovers(deps, check_account, account_id, status, code)
+    assert fortnox_sim.refresh_calls == (1 if code == "credentials_invalid" else 0)
 
 
 def test_the_simulators_rate_limit_answers_429(
@@ -251,3 +255,78 @@ def test_a_refresh_token_already_used_leaves_the_account_in_error(
     account, errors = stored(deps, account_id)
     assert account.status == "error"
     assert [(e.code, e.occurrences) for e in errors] == [("refresh_failed", 2)]
+
+
+def test_the_authorize_page_leads_back_with_a_code_that_connects(
+    deps: Deps, fortnox_sim: FortnoxSimulator, add_account: Any
+) -> None:
+    fortnox_sim.authorizing = fortnox_sim.add_tenant("Via Sidan AB")
+    url = deps.connectors.get("fortnox").authorize_url(
+        state="st-42", redirect_uri=REDIRECT, shop_domain=None
+    )
+    page = httpx.get(url, timeout=5)
+    assert page.status_code == 200
+    back = httpx.URL(approve_link(page.text))
+    assert str(back.copy_with(query=None)) == REDIRECT
+    assert back.params["state"] == "st-42"
+    [asked] = fortnox_sim.authorize_requests
+    assert (asked["scope"], asked["access_type"]) == ("companyinformation", "offline")
+
+    result = add_account(deps, "fortnox", {"code": back.params["code"], "redirect_uri": REDIRECT})
+    assert result["status"] == "succeeded", result
+    assert result["account"]["status"] == "connected"
+    account, _ = stored(deps, str(result["account"]["id"]))
+    assert account.connection["company_name"] == "Via Sidan AB"
+
+
+def test_a_refused_authorization_leads_back_with_access_denied(
+    deps: Deps, fortnox_sim: FortnoxSimulator
+) -> None:
+    fortnox_sim.deny_authorizations = True
+    codes = len(fortnox_sim.codes)
+    url = deps.connectors.get("fortnox").authorize_url(
+        state="st-7", redirect_uri=REDIRECT, shop_domain=None
+    )
+    back = httpx.URL(approve_link(httpx.get(url, timeout=5).text))
+    assert dict(back.params) == {
+        "error": "access_denied",
+        "error_description": "refused",
+        "state": "st-7",
+    }
+    assert len(fortnox_sim.codes) == codes  # no code was issued
+
+
+def test_revoke_kills_the_refresh_token_and_its_access(
+    deps: Deps, fortnox_sim: FortnoxSimulator, add_account: Any
+) -> None:
+    account_id = added(deps, fortnox_sim, add_account)
+    account, _ = stored(deps, account_id)
+    credentials = deps.vault.decrypt(account.credentials)
+    fortnox = deps.connectors.get("fortnox")
+
+    assert deps.connectors.run(fortnox.revoke(credentials, account.connection)) is True
+    assert fortnox_sim.revoked == [credentials["refresh_token"]]
+    assert fortnox_sim.count("/oauth-v1/revoke", "POST") == 1
+    with pytest.raises(PermanentFailure) as info:
+        deps.connectors.run(fortnox.check(credentials, account.connection))
+    assert info.value.code is ErrorCode.CREDENTIALS_INVALID
+    with pytest.raises(PermanentFailure) as info:
+        deps.connectors.run(fortnox.refresh(credentials, account.connection))
+    assert info.value.code is ErrorCode.REFRESH_FAILED
+
+
+def test_revoke_while_fortnox_is_down_is_temporary(
+    deps: Deps, fortnox_sim: FortnoxSimulator, add_account: Any
+) -> None:
+    account_id = added(deps, fortnox_sim, add_account)
+    account, _ = stored(deps, account_id)
+    credentials = deps.vault.decrypt(account.credentials)
+    fortnox_sim.fail_next(503, times=FAST_RETRY.attempts, path="/oauth-v1/revoke")
+    with pytest.raises(TemporaryFailure) as info:
+        deps.connectors.run(deps.connectors.get("fortnox").revoke(credentials, account.connection))
+    assert info.value.code is ErrorCode.PROVIDER_UNAVAILABLE
+    assert fortnox_sim.revoked == []
+    # The tokens still work: nothing was revoked.
+    assert deps.connectors.run(
+        deps.connectors.get("fortnox").check(credentials, account.connection)
+    ).metadata

@@ -1,21 +1,25 @@
 """Shopify against its simulator and the real PostgreSQL: each credential form, the callback
-check, every failure answer a check can get, throttling, and expiring tokens refreshed in time."""
+check, every failure answer a check can get, throttling, expiring tokens refreshed in time, and
+the OAuth edges (the authorize page's round trip, revoking the app's permission)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 
-from connectors import Connectors, ConnectorSettings
+from connectors import Connectors, ConnectorSettings, ErrorCode, PermanentFailure
+from connectors.base import Authorized, TemporaryFailure
 from connectors.http import HttpLayer
-from connectors.shopify import ShopifyConnector
+from connectors.shopify import ShopifyConnector, ShopifyFields, ShopifySettings
 from models import Account
 from models.clock import set_clock, utc_now
 from tests.conftest import FAST_RETRY
@@ -25,7 +29,7 @@ from tests.fixtures.connectors import (
     stored,
 )
 from tests.simulators.base import Answer
-from tests.simulators.shopify import ShopifySimulator
+from tests.simulators.shopify import ShopifySimulator, approve_link
 from worker.service.deps import Deps
 
 
@@ -237,8 +241,8 @@ def test_graphql_throttling_is_waited_out(
 ) -> None:
     # A slow restore (0.5 s a point), so the bucket is still empty when the check arrives, and
     # a reserve of one point, so the pause after the answer is as short.
-    shopify = connector_settings.shopify.model_copy(update={"graphql_reserve_points": 1.0})
-    settings = replace(connector_settings, shopify=shopify)
+    shopify = connector_settings["shopify"].model_copy(update={"graphql_reserve_points": 1.0})
+    settings = ConnectorSettings({**connector_settings, "shopify": shopify})
     connectors = Connectors(settings, HttpLayer(timeout=2.0, retry=FAST_RETRY))
     deps = Deps(db, vault, connectors)
     try:
@@ -275,7 +279,7 @@ def test_a_nearly_full_rest_bucket_pauses_the_shop(
 ) -> None:
     domain, _ = with_token(deps, shopify_sim, add_account)
     token = shopify_sim.custom_app_token(domain)
-    settings = connector_settings.shopify.model_copy(update={"health_check": "rest"})
+    settings = connector_settings["shopify"].model_copy(update={"health_check": "rest"})
     http = HttpLayer(timeout=2.0, retry=FAST_RETRY)
     rest = ShopifyConnector(settings, http)
     runner = Connectors(connector_settings, http)
@@ -378,3 +382,131 @@ def test_a_refused_refresh_leaves_the_account_in_error(
         assert [e.code for e in errors] == ["refresh_failed"]
     finally:
         connectors.close()
+
+
+# -- the OAuth edges: authorize page, revoke ------------------------------------------------
+CALLBACK = "https://connect.example.com/connect/shopify/callback"
+
+
+@pytest.fixture
+def direct(shopify_sim: ShopifySimulator) -> Iterator[tuple[ShopifyConnector, asyncio.Runner]]:
+    """A Shopify connector on the simulator, with the loop its calls run in."""
+    settings = ShopifySettings(
+        base_url=shopify_sim.url + "/{shop}",
+        client_id=shopify_sim.client_id,
+        client_secret=SecretStr(shopify_sim.client_secret),
+        scopes="read_products,write_orders",
+    )
+    http = HttpLayer(timeout=2.0, retry=FAST_RETRY)
+    with asyncio.Runner() as runner:
+        yield ShopifyConnector(settings, http), runner
+        runner.run(http.aclose())
+
+
+def installed(
+    sim: ShopifySimulator, shopify: ShopifyConnector, runner: asyncio.Runner
+) -> Authorized:
+    domain = sim.add_shop("Linked Shop")
+    fields = ShopifyFields(shop_domain=domain, code=SecretStr(sim.issue_code(domain)))
+    return runner.run(shopify.authorize(fields))
+
+
+def test_the_authorize_page_sends_the_merchant_back_with_a_code_we_can_use(
+    shopify_sim: ShopifySimulator, direct: tuple[ShopifyConnector, asyncio.Runner]
+) -> None:
+    shopify, runner = direct
+    domain = shopify_sim.add_shop("Linked Shop")
+    url = shopify.authorize_url(state="st-42", redirect_uri=CALLBACK, shop_domain=domain)
+    page = httpx.get(url)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert shopify_sim.authorize_requests == [
+        {
+            "client_id": shopify_sim.client_id,
+            "scope": "read_products,write_orders",
+            "redirect_uri": CALLBACK,
+            "state": "st-42",
+        }
+    ]
+    link = urlsplit(approve_link(page.text))
+    assert f"{link.scheme}://{link.netloc}{link.path}" == CALLBACK
+    query = dict(parse_qsl(link.query))
+    assert (query["shop"], query["state"]) == (domain, "st-42")
+
+    # The callback as the ingest hands it on: verified, exchanged, and the shop reachable.
+    fields = ShopifyFields(shop_domain=domain, code=SecretStr(query["code"]), callback=query)
+    authorized = runner.run(shopify.authorize(fields))
+    assert authorized.connection == {
+        "shop_domain": domain,
+        "mode": "oauth",
+        "scope": "read_products,write_orders",
+    }
+    assert shopify.identity(authorized.connection, {}) == domain
+    assert shopify.can_refresh(authorized.credentials)
+    checked = runner.run(shopify.check(authorized.credentials, authorized.connection))
+    assert checked.metadata["shop_name"] == "Linked Shop"
+
+
+def test_the_authorize_page_refuses_another_app_or_an_unknown_shop(
+    shopify_sim: ShopifySimulator, direct: tuple[ShopifyConnector, asyncio.Runner]
+) -> None:
+    shopify, _ = direct
+    domain = shopify_sim.add_shop()
+    other_app = shopify.settings.model_copy(update={"client_id": "not-our-app"})
+    url = ShopifyConnector(other_app, shopify.http).authorize_url(
+        state="s", redirect_uri=CALLBACK, shop_domain=domain
+    )
+    assert httpx.get(url).status_code == 400
+    unknown = shopify.authorize_url(
+        state="s", redirect_uri=CALLBACK, shop_domain="no-such-shop.myshopify.com"
+    )
+    assert httpx.get(unknown).status_code == 404
+    assert shopify_sim.authorize_requests == []
+
+
+def test_revoke_uninstalls_the_app_and_every_token_dies(
+    shopify_sim: ShopifySimulator, direct: tuple[ShopifyConnector, asyncio.Runner]
+) -> None:
+    shopify, runner = direct
+    authorized = installed(shopify_sim, shopify, runner)
+    credentials, connection = authorized.credentials, authorized.connection
+    domain = connection["shop_domain"]
+
+    assert runner.run(shopify.revoke(credentials, connection)) is True
+    assert shopify_sim.revoked == [domain]
+    assert shopify_sim.access_tokens_used == [credentials["access_token"]]
+    with pytest.raises(PermanentFailure) as checked:
+        runner.run(shopify.check(credentials, connection))
+    assert checked.value.code is ErrorCode.CREDENTIALS_INVALID
+    with pytest.raises(PermanentFailure) as refreshed:
+        runner.run(shopify.refresh(credentials, connection))
+    assert refreshed.value.code is ErrorCode.REFRESH_FAILED
+    # Revoked already: Shopify answers 401, which means there is nothing left to revoke.
+    assert runner.run(shopify.revoke(credentials, connection)) is True
+    assert shopify_sim.revoked == [domain]
+
+
+def test_a_custom_apps_token_is_not_revoked(
+    shopify_sim: ShopifySimulator, direct: tuple[ShopifyConnector, asyncio.Runner]
+) -> None:
+    shopify, runner = direct
+    domain = shopify_sim.add_shop()
+    credentials = {"access_token": shopify_sim.custom_app_token(domain)}
+    connection = {"shop_domain": domain, "mode": "access_token"}
+    assert runner.run(shopify.revoke(credentials, connection)) is False
+    assert shopify_sim.count(f"/{domain}/admin/api_permissions/current.json") == 0
+    assert runner.run(shopify.check(credentials, connection)).metadata["myshopify_domain"] == domain
+
+
+def test_a_failing_revoke_is_temporary_and_leaves_the_app_installed(
+    shopify_sim: ShopifySimulator, direct: tuple[ShopifyConnector, asyncio.Runner]
+) -> None:
+    shopify, runner = direct
+    authorized = installed(shopify_sim, shopify, runner)
+    permission = f"/{authorized.connection['shop_domain']}/admin/api_permissions/current.json"
+    shopify_sim.script.push(Answer(503, path=permission), times=3)  # every try of FAST_RETRY
+    with pytest.raises(TemporaryFailure) as info:
+        runner.run(shopify.revoke(authorized.credentials, authorized.connection))
+    assert info.value.code is ErrorCode.PROVIDER_UNAVAILABLE
+    assert shopify_sim.revoked == []
+    runner.run(shopify.check(authorized.credentials, authorized.connection))

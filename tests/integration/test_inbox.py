@@ -13,7 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text, update
 
-from connectors.webhooks import ParsedEvent, parse_fortnox, parse_shopify, parse_stripe
+from connectors.events import ParsedEvent
+from connectors.fortnox import parse_fortnox
+from connectors.shopify import parse_shopify
+from connectors.stripe import parse_stripe
 from models import (
     Account,
     AccountError,
@@ -196,6 +199,29 @@ def test_an_older_event_never_overrides_a_newer_one(db: Database, vault: Vault) 
     assert account_now(db, account.id).status == "disconnected"
 
 
+def test_a_newer_event_that_failed_does_not_hold_back_an_older_one(
+    db: Database, vault: Vault
+) -> None:
+    """The newer-wins mark of an event whose savepoint was rolled back is gone with it."""
+    account = make_account(
+        db, vault, "stripe", connection={"mode": "connect", "stripe_account_id": "acct_order1"}
+    )
+    body = (
+        b'{"id": "evt_broken_newer", "type": "account.updated", "account": "acct_order1",'
+        b' "created": 1800000200, "data": 1}'
+    )
+    broken = store(db, parse_stripe(body))
+    obj = {"id": "acct_order1", "charges_enabled": False, "payouts_enabled": True}
+    older = store(db, stripe("account.updated", "acct_order1", created=1_800_000_100, obj=obj))
+
+    report = inbox.process_events(db, [broken, older])
+    assert list(report.retry) == [broken]
+    assert report.processed == 1
+    assert not (row(db, older).effect or "").startswith("not applied")
+    assert account_now(db, account.id).meta["charges_enabled"] is False
+    assert [e["applied"] for e in provider_events_of(db, account.id)] == [True]
+
+
 def test_stripe_deauthorized_and_account_updated(db: Database, vault: Vault) -> None:
     connect = make_account(
         db, vault, "stripe", connection={"mode": "connect", "stripe_account_id": "acct_conn1"}
@@ -374,7 +400,7 @@ def test_fortnox_events_route_by_tenant_and_offsets_only_advance(
     db: Database, vault: Vault
 ) -> None:
     account = make_account(db, vault, "fortnox", credentials={"access_token": "tok-1"})
-    provider_events.record_fortnox_tenants(db, {account.id: "777"}, [])
+    provider_events.record_stream_tenants(db, "fortnox", {account.id: "777"}, [])
     assert account_now(db, account.id).meta["fortnox_tenant_id"] == "777"
 
     message = {
@@ -404,8 +430,8 @@ def test_fortnox_events_route_by_tenant_and_offsets_only_advance(
 
 def test_refused_fortnox_token_opens_an_error(db: Database, vault: Vault) -> None:
     account = make_account(db, vault, "fortnox", credentials={"access_token": "tok-dead"})
-    provider_events.record_fortnox_tenants(db, {}, [account.id])
-    provider_events.record_fortnox_tenants(db, {}, [account.id])
+    provider_events.record_stream_tenants(db, "fortnox", {}, [account.id])
+    provider_events.record_stream_tenants(db, "fortnox", {}, [account.id])
     assert account_now(db, account.id).status == "error"
     error = open_errors(db, account.id)["credentials_invalid"]
     assert error.occurrences == 2

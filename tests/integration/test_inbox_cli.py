@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from connectors.webhooks import parse_stripe
+from connectors.stripe import parse_stripe
 from models import Database
 from tests.fixtures.ingest import stripe_delivery, stripe_event
 from worker.service import inbox

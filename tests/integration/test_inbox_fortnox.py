@@ -1,6 +1,7 @@
 """The Fortnox topics listener against the stream simulator and the real PostgreSQL: tenants from
 the accounts' tokens, events into the inbox with their offsets, reconnection that resumes from
-the stored offsets, refused tokens as account errors, and tokens sent again after a refresh."""
+the stored offsets, refused tokens as account errors, and tokens sent again after a refresh.
+Credential changes reach it through PostgreSQL NOTIFY, after commit only, within moments."""
 
 from __future__ import annotations
 
@@ -12,15 +13,21 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
-from sqlalchemy import select
+from pydantic import SecretStr
+from sqlalchemy import select, text
 
+from connectors.fortnox import FortnoxSettings
 from models import Account, AccountError, Database, InboundEvent, utc_now
 from tests.fixtures.ingest import make_account
+from tests.integration import jobs
+from tests.simulators.fortnox import FortnoxSimulator
 from tests.simulators.fortnox_ws import FortnoxStreamSimulator
-from worker.fortnox_stream import FortnoxListener, ListenerOptions
-from worker.service import inbox
+from worker.service import inbox, notify
 from worker.service.deps import Deps
+from worker.streams.fortnox import FortnoxListener, ListenerOptions
+from worker.streams.process import options_from
 from worker.vault import Vault
 
 SECRET = "fortnox-client-secret-0000"
@@ -188,3 +195,197 @@ def test_a_refused_client_secret_backs_off_and_stores_nothing(
         running.stop()
     assert sim.sent("subscribe-v1") == []
     assert inbox_rows(db) == []
+
+
+# -- credential changes heard at once ------------------------------------------------------------
+
+REDIRECT = "https://app.standout.test/oauth/fortnox"
+
+
+def listen_connection(db: Database) -> psycopg.Connection[Any]:
+    url = notify.listen_url(db)
+    assert url is not None
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute(f"LISTEN {notify.CHANNEL}")
+    return conn
+
+
+def test_credentials_changed_is_delivered_after_commit_and_never_after_rollback(
+    db: Database,
+) -> None:
+    committed, rolled_back = uuid.uuid4(), uuid.uuid4()
+    with listen_connection(db) as conn:
+        with db.unit_of_work() as session:
+            notify.credentials_changed(session, "fortnox", committed)
+            assert list(conn.notifies(timeout=0.3)) == []  # not before the commit
+        [heard] = list(conn.notifies(timeout=5, stop_after=1))
+        assert (heard.channel, heard.payload) == (notify.CHANNEL, f"fortnox:{committed}")
+
+        def failing_change() -> None:
+            with db.unit_of_work() as session:
+                notify.credentials_changed(session, "fortnox", rolled_back)
+                raise RuntimeError("the change fails")
+
+        with pytest.raises(RuntimeError):
+            failing_change()
+        assert list(conn.notifies(timeout=1.0)) == []
+
+
+@pytest.fixture
+def linked_sim(fortnox_sim: FortnoxSimulator) -> Iterator[FortnoxStreamSimulator]:
+    """A stream simulator that knows the tokens the OAuth simulator issues."""
+    simulator = FortnoxStreamSimulator(SECRET, issuer=fortnox_sim.tenant_of).start()
+    yield simulator
+    simulator.stop()
+
+
+def connect_company(deps: Deps, fortnox_sim: FortnoxSimulator) -> tuple[str, float]:
+    """Add a Fortnox account the way the job does; returns its id and when the job was done."""
+    tenant = fortnox_sim.add_tenant("Nyss Ansluten AB")
+    code = fortnox_sim.issue_code(tenant, REDIRECT)
+    result = jobs.add(deps, type="fortnox", credentials={"code": code, "redirect_uri": REDIRECT})
+    assert result["status"] == "succeeded", result
+    return result["account"]["id"], time.monotonic()
+
+
+def tokens_sent(sim: FortnoxStreamSimulator) -> set[str]:
+    return {t for c in sim.sent("add-tenants-v1") for t in c["accessTokens"]}
+
+
+def access_token(deps: Deps, account_id: str) -> str:
+    with deps.db.unit_of_work() as session:
+        account = session.get(Account, uuid.UUID(account_id))
+        assert account is not None
+        return str(deps.vault.decrypt(account.credentials)["access_token"])
+
+
+def tenant_id(db: Database, account_id: str) -> str | None:
+    with db.unit_of_work() as session:
+        account = session.get(Account, uuid.UUID(account_id))
+        return None if account is None else account.meta.get("fortnox_tenant_id")
+
+
+def test_an_account_connected_while_listening_streams_at_once(
+    deps: Deps, fortnox_sim: FortnoxSimulator, linked_sim: FortnoxStreamSimulator
+) -> None:
+    queued: list[uuid.UUID] = []
+    running = Running(FortnoxListener(deps, options(linked_sim, tenants_every=60), queued.extend))
+    try:
+        wait_for(lambda: bool(linked_sim.sent("subscribe-v1")))
+        account_id, done = connect_company(deps, fortnox_sim)
+        token = access_token(deps, account_id)
+        wait_for(lambda: token in tokens_sent(linked_sim), timeout=5)
+        wait_for(lambda: tenant_id(deps.db, account_id) is not None, timeout=5)
+        subscribed = time.monotonic() - done
+        linked_sim.publish("invoices", int(tenant_id(deps.db, account_id) or 0))
+        wait_for(lambda: len(inbox_rows(deps.db)) == 1, timeout=5)
+        stored = time.monotonic() - done
+        print(f"subscribed {subscribed:.3f} s after the add job; event stored {stored:.3f} s")
+    finally:
+        running.stop()
+    assert subscribed < 2.0  # not the 60 s re-read
+    assert len(queued) == 1
+
+
+def test_a_refresh_by_a_check_sends_the_new_token_at_once(
+    deps: Deps,
+    fortnox_sim: FortnoxSimulator,
+    linked_sim: FortnoxStreamSimulator,
+    check_account: Any,
+) -> None:
+    account_id, _ = connect_company(deps, fortnox_sim)
+    old = access_token(deps, account_id)
+    running = Running(FortnoxListener(deps, options(linked_sim, tenants_every=60), lambda i: None))
+    try:
+        wait_for(lambda: bool(linked_sim.sent("subscribe-v1")))
+        assert old in tokens_sent(linked_sim)
+        with deps.db.unit_of_work() as session:  # due for a refresh, and nobody told
+            account = session.get(Account, uuid.UUID(account_id))
+            assert account is not None
+            credentials = deps.vault.decrypt(account.credentials)
+            credentials["expires_at"] = utc_now().isoformat()
+            account.credentials = deps.vault.encrypt(credentials)
+        assert check_account(deps, account_id)["passed"] is True
+        new = access_token(deps, account_id)
+        assert new != old
+        refreshed = time.monotonic()
+        wait_for(lambda: new in tokens_sent(linked_sim), timeout=5)
+        assert time.monotonic() - refreshed < 2.0
+    finally:
+        running.stop()
+    assert fortnox_sim.refresh_calls == 1  # the listener used the check's tokens
+
+
+def test_a_removed_account_is_unsubscribed_at_once(
+    deps: Deps, fortnox_sim: FortnoxSimulator, linked_sim: FortnoxStreamSimulator
+) -> None:
+    account_id, _ = connect_company(deps, fortnox_sim)
+    running = Running(FortnoxListener(deps, options(linked_sim, tenants_every=60), lambda i: None))
+    try:
+        wait_for(lambda: tenant_id(deps.db, account_id) is not None)
+        tenant = int(tenant_id(deps.db, account_id) or 0)
+        assert jobs.remove(deps, account_id=account_id)["status"] == "succeeded"
+        removed = time.monotonic()
+        wait_for(lambda: bool(linked_sim.sent("remove-tenants-v1")), timeout=5)
+        assert time.monotonic() - removed < 2.0
+    finally:
+        running.stop()
+    assert linked_sim.sent("remove-tenants-v1") == [
+        {"command": "remove-tenants-v1", "tenantIds": [tenant]}
+    ]
+
+
+def test_a_lost_listen_connection_is_made_again_and_everything_read(
+    db: Database, vault: Vault, deps: Deps, sim: FortnoxStreamSimulator
+) -> None:
+    account = make_account(db, vault, "fortnox", credentials=fortnox_credentials("tok-before"))
+    tenant = sim.add_tenant("tok-before")
+    sim.add_tenant("tok-after", tenant)
+    running = Running(FortnoxListener(deps, options(sim, tenants_every=60), lambda i: None))
+    try:
+        wait_for(lambda: bool(sim.sent("subscribe-v1")))
+        with db.unit_of_work() as session:  # a change whose notification is lost
+            stored = session.get(Account, account.id)
+            assert stored is not None
+            stored.credentials = vault.encrypt(fortnox_credentials("tok-after"))
+        with db.engine.begin() as conn:
+            ended = conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                    "application_name = 'connections-listen' AND datname = current_database()"
+                )
+            ).all()
+        assert ended == [(True,)]
+        wait_for(lambda: "tok-after" in tokens_sent(sim), timeout=10)
+    finally:
+        running.stop()
+    assert sim.connections_made == 1  # the stream itself was never dropped
+
+
+def test_without_notifications_the_tenants_are_polled(
+    db: Database, vault: Vault, deps: Deps, sim: FortnoxStreamSimulator
+) -> None:
+    running = Running(
+        FortnoxListener(deps, options(sim, tenants_every=0.3, listen_changes=False), lambda i: None)
+    )
+    try:
+        wait_for(lambda: bool(sim.sent("subscribe-v1")))
+        make_account(db, vault, "fortnox", credentials=fortnox_credentials("tok-polled"))
+        sim.add_tenant("tok-polled")
+        wait_for(lambda: "tok-polled" in tokens_sent(sim), timeout=5)
+    finally:
+        running.stop()
+    with db.engine.connect() as conn:
+        listening = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE "
+                "application_name = 'connections-listen' AND datname = current_database()"
+            )
+        ).scalar()
+    assert listening == 0
+
+
+def test_on_postgresql_the_listener_hears_changes_and_rereads_every_minute(db: Database) -> None:
+    options = options_from(FortnoxSettings(client_secret=SecretStr(SECRET)), db)
+    assert (options.tenants_every, options.listen_changes) == (60.0, True)
+    assert notify.listen_url(db) is not None

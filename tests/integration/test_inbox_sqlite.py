@@ -8,7 +8,8 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 from sqlalchemy import select
 
-from connectors.webhooks import parse_fortnox, parse_shopify
+from connectors.fortnox import parse_fortnox
+from connectors.shopify import parse_shopify
 from models import Account, Database, OutboxEvent
 from models.migrate import upgrade
 from tests.fixtures.ingest import make_account, shopify_delivery

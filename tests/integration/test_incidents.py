@@ -12,35 +12,21 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
-from models import Account, AccountError, OutboxEvent, ProviderIncident, StatusChange, utc_now
-from tests.fixtures.checks import CADENCE, CheckedStripe, checker, claim_all, insert_stripe_accounts
-from worker.service.batches import BatchChecker
+from models import Account, AccountError, OutboxEvent, StatusChange, utc_now
+from tests.fixtures.checks import (
+    CADENCE,
+    CheckedStripe,
+    checker,
+    count,
+    incidents,
+    insert_stripe_accounts,
+    make_due,
+    run_due,
+)
 from worker.service.deps import Deps
 from worker.vault import Vault
-
-
-def make_due(deps: Deps) -> None:
-    with deps.db.unit_of_work() as session:
-        session.execute(update(Account).values(next_check_at=utc_now() - timedelta(seconds=1)))
-
-
-def run_due(deps: Deps, check: BatchChecker, batch_size: int = 200) -> None:
-    for batch in claim_all(deps, batch_size=batch_size):
-        check.run(batch)
-
-
-def count(deps: Deps, model: type, *where: object) -> int:
-    with deps.db.unit_of_work() as session:
-        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
-
-
-def incidents(deps: Deps) -> list[ProviderIncident]:
-    with deps.db.unit_of_work() as session:
-        rows = list(session.scalars(select(ProviderIncident).order_by(ProviderIncident.started_at)))
-        session.expunge_all()
-        return rows
 
 
 def incident_events(deps: Deps) -> list[OutboxEvent]:

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import httpx
 from sqlalchemy import func, select
 
-from connectors.webhooks import stripe_header
+from connectors.shopify import ShopifySettings
+from connectors.stripe import StripeSettings, stripe_header
 from models import Account, Database, InboundEvent, OutboxEvent
 from tests.fixtures.ingest import (
     SHOPIFY_PREVIOUS_SECRET,
@@ -25,6 +26,7 @@ from tests.fixtures.ingest import (
     shopify_delivery,
     stripe_delivery,
     stripe_event,
+    webhook_secrets,
 )
 from tests.integration.test_inbox import effects_of
 from worker.service import inbox
@@ -140,13 +142,11 @@ def test_refused_deliveries_store_nothing(db: Database, ingest_app: IngestApp) -
 def test_no_secret_configured_refuses_even_good_signatures(
     database_url: str, db: Database, deps: Deps
 ) -> None:
-    settings = ingest_settings(
-        database_url,
-        shopify_client_secret=None,
-        shopify_previous_client_secret=None,
-        stripe_webhook_secret=None,
+    nothing = webhook_secrets(
+        shopify=ShopifySettings(client_secret=None, previous_client_secret=None),
+        stripe=StripeSettings(webhook_secret=None),
     )
-    server, app = serve_ingest(settings, deps)
+    server, app = serve_ingest(ingest_settings(database_url), deps, nothing)
     try:
         body, headers = stripe_delivery(stripe_event("account.updated"))
         assert post(app.url, "/webhooks/stripe", body, headers).status_code == 401

@@ -14,8 +14,8 @@ from sqlalchemy import select, text, update
 
 from models import Account, AccountStatus, utc_now
 from tests.fixtures.checks import CADENCE, CheckedStripe, insert_stripe_accounts
+from worker.service.checks.schedule import CLAIM_LOCK, Batch, claim_due, place_new, tick
 from worker.service.deps import Deps
-from worker.service.schedule import CLAIM_LOCK, Batch, claim_due, place_new, tick
 from worker.vault import Vault
 
 

@@ -4,7 +4,6 @@ answer the next calls with failures (a status code, slowness, a hang) before beh
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections import deque
@@ -16,11 +15,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from bench.processes import free_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["ServerThread", "free_port", "oauth_error"]
 
 
 def oauth_error(status: int, error: str, description: str) -> JSONResponse:

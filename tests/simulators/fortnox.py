@@ -1,24 +1,37 @@
-"""Fortnox simulator: the OAuth token endpoint (Basic client auth, ten-minute authorization codes,
-single-use rotating refresh tokens), `/3/companyinformation` with Fortnox's ErrorInformation
-bodies, and the limit of 25 requests per 5 s sliding window per client and tenant (429)."""
+"""Fortnox simulator: the OAuth pages and endpoints (the authorize page, the token endpoint with
+Basic client auth, ten-minute authorization codes, single-use rotating refresh tokens, and
+revocation), `/3/companyinformation` with Fortnox's ErrorInformation bodies, and the limit of 25
+requests per 5 s sliding window per client and tenant (429)."""
 
 from __future__ import annotations
 
 import base64
+import html
+import re
 import secrets
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from tests.simulators.base import Simulator, oauth_error
+
+APPROVE_LINK = re.compile(r'<a id="approve" href="([^"]*)"')
+
+
+def approve_link(page: str) -> str:
+    """Where the authorize page's link sends the browser back to (the redirect URI)."""
+    found = APPROVE_LINK.search(page)
+    if found is None:
+        raise AssertionError("the page has no approve link")
+    return html.unescape(found.group(1))
 
 
 @dataclass
@@ -34,6 +47,7 @@ class Grant:
     tenant: int
     expires_at: float
     redirect_uri: str = ""
+    access_token: str = ""  # of a refresh token: the access token issued with it
 
 
 def error_information(code: int, message: str, *, capitalized: bool = False) -> dict[str, Any]:
@@ -67,6 +81,11 @@ class FortnoxSimulator(Simulator):
             self.refresh_calls = 0
             self.rate_limited = 0
             self._windows.clear()
+            self.authorize_requests: list[dict[str, str]] = []
+            # The company the next authorization grants (None: a new one), or a refusal.
+            self.authorizing: Tenant | None = None
+            self.deny_authorizations = False
+            self.revoked: list[str] = []  # refresh tokens revoked, in order
 
     # -- test controls ---------------------------------------------------------------------
     def add_tenant(self, company_name: str = "Acme AB", **kwargs: Any) -> Tenant:
@@ -83,6 +102,12 @@ class FortnoxSimulator(Simulator):
             self.codes[code] = Grant(tenant.id, time.time() + 600, redirect_uri)
         return code
 
+    def tenant_of(self, access_token: str) -> int | None:
+        """The tenant a live access token of ours belongs to (the stream simulator asks)."""
+        with self._lock:
+            grant = self.access_tokens.get(access_token)
+        return grant.tenant if grant is not None and grant.expires_at >= time.time() else None
+
     def expire_access_token(self, token: str) -> None:
         with self._lock:
             self.access_tokens[token].expires_at = time.time() - 1
@@ -97,7 +122,9 @@ class FortnoxSimulator(Simulator):
     def app(self) -> Starlette:
         return Starlette(
             routes=[
+                Route("/oauth-v1/auth", self._authorize, methods=["GET"]),
                 Route("/oauth-v1/token", self._token, methods=["POST"]),
+                Route("/oauth-v1/revoke", self._revoke, methods=["POST"]),
                 Route("/3/companyinformation", self._company, methods=["GET"]),
             ]
         )
@@ -106,6 +133,60 @@ class FortnoxSimulator(Simulator):
         expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
         given = request.headers.get("authorization", "")
         return secrets.compare_digest(given, f"Basic {expected}")
+
+    async def _authorize(self, request: Request) -> Response:
+        """The consent page: it links back to `redirect_uri` with a fresh code for the company
+        being authorized and the caller's `state`, or with `error=access_denied` when the
+        user is told to refuse."""
+        self.record(request)
+        scripted = await self.script.intercept(request)
+        if scripted is not None:
+            return scripted
+        params = dict(request.query_params)
+        redirect_uri = params.get("redirect_uri", "")
+        problem = None
+        if params.get("client_id") != self.client_id:
+            problem = "error=invalid_client: unknown client_id"
+        elif not redirect_uri.startswith(("http://", "https://")):
+            problem = "error=invalid_request: redirect_uri is missing"
+        elif params.get("response_type") != "code":
+            problem = "error=unsupported_response_type"
+        if problem is not None:
+            return HTMLResponse(f"<p>{html.escape(problem)}</p>", 400)
+        with self._lock:
+            self.authorize_requests.append(params)
+        state = params.get("state", "")
+        if self.deny_authorizations:
+            query = {"error": "access_denied", "error_description": "refused", "state": state}
+        else:
+            tenant = self.authorizing or self.add_tenant("Fortnox Demo AB")
+            query = {"code": self.issue_code(tenant, redirect_uri), "state": state}
+        separator = "&" if "?" in redirect_uri else "?"
+        link = redirect_uri + separator + urlencode(query)
+        return HTMLResponse(
+            "<!doctype html><title>Fortnox</title>"
+            f"<p>Allow the integration access to {html.escape(params.get('scope', ''))}?</p>"
+            f'<a id="approve" href="{html.escape(link)}">Continue</a>'
+        )
+
+    async def _revoke(self, request: Request) -> Response:
+        """Revoke a refresh token and the access token issued with it; a token it does not
+        know is answered as revoked too (RFC 7009)."""
+        self.record(request)
+        form = dict(parse_qsl((await request.body()).decode()))
+        scripted = await self.script.intercept(request)
+        if scripted is not None:
+            return scripted
+        if not self._client_ok(request):
+            return oauth_error(401, "invalid_client", "Invalid client credentials")
+        token = str(form.get("token", ""))
+        with self._lock:
+            self.revoked.append(token)
+            grant = self.refresh_tokens.pop(token, None)
+            if grant is not None:
+                self.spent_refresh_tokens.add(token)
+                self.access_tokens.pop(grant.access_token, None)
+        return JSONResponse({})
 
     async def _token(self, request: Request) -> Response:
         self.record(request)
@@ -146,7 +227,7 @@ class FortnoxSimulator(Simulator):
         now = time.time()
         with self._lock:
             self.access_tokens[access] = Grant(tenant, now + self.token_lifetime)
-            self.refresh_tokens[refresh] = Grant(tenant, now + 45 * 24 * 3600)
+            self.refresh_tokens[refresh] = Grant(tenant, now + 45 * 24 * 3600, "", access)
         return {
             "access_token": access,
             "refresh_token": refresh,

@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,8 +30,15 @@ class _Connection:
 
 
 class FortnoxStreamSimulator:
-    def __init__(self, client_secret: str = "fortnox-client-secret-0000") -> None:
+    def __init__(
+        self,
+        client_secret: str = "fortnox-client-secret-0000",
+        issuer: Callable[[str], int | None] | None = None,
+    ) -> None:
+        """`issuer`: the tenant of a token not added here (the OAuth simulator's `tenant_of`),
+        so tokens issued by connecting an account are known as Fortnox knows them."""
         self.client_secret = client_secret
+        self.issuer = issuer
         self.port = free_port()
         self.tokens: dict[str, int] = {}  # access token -> tenant id
         self.topics: dict[str, list[dict[str, Any]]] = {}
@@ -155,6 +163,8 @@ class FortnoxStreamSimulator:
             for token in message.get("accessTokens") or []:
                 with self._lock:
                     tenant = self.tokens.get(token)
+                if tenant is None and self.issuer is not None:
+                    tenant = self.issuer(token)
                 if tenant is None:
                     invalid.append(token)
                 else:

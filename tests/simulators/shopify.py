@@ -1,6 +1,7 @@
-"""Shopify simulator: per-shop OAuth (codes, expiring offline tokens, rotating refresh tokens),
-the GraphQL shop query with its cost bucket, `shop.json` with the REST call-limit header, shop
-states (frozen 402, locked 423, missing scope 403) and uninstall, which revokes every token.
+"""Shopify simulator: per-shop OAuth (the authorize page, codes, expiring offline tokens, rotating
+refresh tokens), the GraphQL shop query with its cost bucket, `shop.json` with the REST call-limit
+header, shop states (frozen 402, locked 423, missing scope 403), and uninstall (by the merchant or
+by the app deleting its permission), which revokes every token.
 
 Shops live under the path `/{shop}`, so the connector's base URL is `{sim.url}/{shop}`.
 """
@@ -9,22 +10,41 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import json
+import re
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from tests.simulators.base import Simulator, oauth_error
 
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
+APPROVE_LINK = re.compile(r'<a id="approve" href="([^"]*)"')
+
+
+def approve_link(page: str) -> str:
+    """The callback URL the authorize page's "Install app" link leads to."""
+    found = APPROVE_LINK.search(page)
+    if found is None:
+        raise AssertionError("the page has no approve link")
+    return html.unescape(found.group(1))
+
+
+def install_page(shop: str, link: str) -> str:
+    return (
+        "<!doctype html><title>Install app</title>"
+        f"<p>Install the app on {html.escape(shop)}?</p>"
+        f'<a id="approve" href="{html.escape(link)}">Install app</a>'
+    )
 
 
 @dataclass
@@ -75,6 +95,8 @@ class ShopifySimulator(Simulator):
             self.refresh_calls = 0
             self.failures: list[tuple[str, int]] = []
             self.access_tokens_used: list[str] = []
+            self.authorize_requests: list[dict[str, str]] = []
+            self.revoked: list[str] = []  # shops whose app permission was deleted
 
     # -- test controls ---------------------------------------------------------------------
     def now(self) -> float:
@@ -104,13 +126,19 @@ class ShopifySimulator(Simulator):
         return code
 
     def callback_query(
-        self, shop: str, code: str, *, timestamp: int | None = None, secret: str | None = None
+        self,
+        shop: str,
+        code: str,
+        *,
+        timestamp: int | None = None,
+        secret: str | None = None,
+        state: str | None = None,
     ) -> dict[str, str]:
         """The query string Shopify redirects the merchant back with, signed with the secret."""
         query = {
             "code": code,
             "shop": shop,
-            "state": secrets.token_hex(8),
+            "state": secrets.token_hex(8) if state is None else state,
             "host": "YWRtaW4uc2hvcGlmeS5jb20vc3RvcmUvc2lt",
             "timestamp": str(int(time.time()) if timestamp is None else timestamp),
         }
@@ -148,7 +176,13 @@ class ShopifySimulator(Simulator):
     def app(self) -> Starlette:
         return Starlette(
             routes=[
+                Route("/{shop}/admin/oauth/authorize", self._authorize, methods=["GET"]),
                 Route("/{shop}/admin/oauth/access_token", self._token, methods=["POST"]),
+                Route(
+                    "/{shop}/admin/api_permissions/current.json",
+                    self._delete_permission,
+                    methods=["DELETE"],
+                ),
                 Route("/{shop}/admin/api/{version}/graphql.json", self._graphql, methods=["POST"]),
                 Route("/{shop}/admin/api/{version}/shop.json", self._shop_json, methods=["GET"]),
             ]
@@ -162,6 +196,45 @@ class ShopifySimulator(Simulator):
         with self._lock:
             self.failures.append((request.url.path, response.status_code))
         return response
+
+    async def _authorize(self, request: Request) -> Response:
+        """The merchant's install page: it grants the scopes asked for and links back to
+        `redirect_uri` with a fresh code, signed as Shopify signs its callbacks."""
+        scripted = await self._answer(request)
+        if scripted is not None:
+            return self._fail(request, scripted)
+        shop = request.path_params["shop"]
+        params = dict(request.query_params)
+        redirect_uri = params.get("redirect_uri", "")
+        problem = None
+        if shop not in self.shops:
+            problem = (404, "There is no store at this address")
+        elif params.get("client_id") != self.client_id:
+            problem = (400, "Oauth error invalid_request: The client_id is not valid")
+        elif not redirect_uri.startswith(("http://", "https://")):
+            problem = (400, "Oauth error invalid_request: The redirect_uri is missing")
+        if problem is not None:
+            status, text = problem
+            return self._fail(request, HTMLResponse(f"<p>{html.escape(text)}</p>", status))
+        scopes = {s.strip() for s in params.get("scope", "").split(",") if s.strip()}
+        with self._lock:
+            self.authorize_requests.append(params)
+            if scopes:
+                self.shops[shop].scopes = scopes
+        query = self.callback_query(shop, self.issue_code(shop), state=params.get("state", ""))
+        separator = "&" if "?" in redirect_uri else "?"
+        return HTMLResponse(install_page(shop, redirect_uri + separator + urlencode(query)))
+
+    async def _delete_permission(self, request: Request) -> Response:
+        """The app deletes its own permission: it is uninstalled and every token dies."""
+        refused = await self._admin_refusal(request)
+        if refused is not None:
+            return refused
+        shop = request.path_params["shop"]
+        self.uninstall(shop)
+        with self._lock:
+            self.revoked.append(shop)
+        return JSONResponse({})
 
     async def _token(self, request: Request) -> Response:
         scripted = await self._answer(request)

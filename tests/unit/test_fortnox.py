@@ -1,5 +1,6 @@
-"""The Fortnox connector without a network: Basic client auth (the PROVIDERS.md vector), code
-exchange, single-use refresh, ErrorInformation codes in any casing, and the per-tenant limiter."""
+"""The Fortnox connector without a network: code exchange with Basic client auth, single-use
+refresh, ErrorInformation codes in any casing, and the per-tenant limiter. (The OAuth pieces on
+their own: test_fortnox_oauth.py; the stream protocol: test_fortnox_stream.py.)"""
 
 from __future__ import annotations
 
@@ -75,10 +76,6 @@ def tokens(access: str = "eyJnew", refresh: str = "rt-new") -> httpx.Response:
             "token_type": "Bearer",
         },
     )
-
-
-def test_basic_auth_matches_the_published_vector() -> None:
-    assert basic_auth("8VurtMGDTeAI", "yFKwme8LEQ") == "Basic OFZ1cnRNR0RUZUFJOnlGS3dtZThMRVE="
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
-"""The cadence (healthy, backoff, error, disconnected, token renewal, jitter), the batch message,
-the even split of claimed accounts into batches, and the recent-checks window that tells an
-outage from one account's trouble."""
+"""The cadence verdict on plain data (healthy, backoff, error, unreadable credentials,
+disconnected, token renewal, jitter), the batch message, and the even split of claimed accounts
+into batches. The recent-checks window is tested in test_outages.py."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 
 from connectors.base import CheckResult, ErrorCode, PermanentFailure, TemporaryFailure
 from models import Account
-from worker.service.incidents import IncidentPolicy, RecentChecks, is_outage
-from worker.service.schedule import Batch, Cadence, Verdict, _even_parts
+from worker.service.checks.cadence import Cadence
+from worker.service.checks.schedule import Batch, _even_parts
+from worker.service.checks.verdicts import Verdict
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 CADENCE = Cadence(interval=900.0)
@@ -62,6 +63,19 @@ def test_error_accounts_are_checked_rarely_and_disconnected_never() -> None:
     assert gone is None
 
 
+def test_unreadable_credentials_are_checked_as_rarely_as_other_errors() -> None:
+    unreadable = PermanentFailure(ErrorCode.CREDENTIALS_UNREADABLE, "no key")
+    assert due_in(Verdict.RECORDED, unreadable, account("error", 1)) >= 6 * 900 * 0.9
+    assert due_in(Verdict.RECORDED, unreadable, account("error", 7)) >= 6 * 900 * 0.9
+
+
+def test_a_held_failure_is_retried_sooner_and_a_stale_one_after_an_interval() -> None:
+    outage = TemporaryFailure(ErrorCode.PROVIDER_UNAVAILABLE, "503")
+    assert due_in(Verdict.HELD, outage, account(failures=1)) <= CADENCE.retry_delay(1)
+    assert due_in(Verdict.STALE, outage, account(failures=1)) >= 900 * 0.9
+    assert due_in(Verdict.CRASHED, None, account(failures=2)) <= CADENCE.retry_delay(2)
+
+
 def test_during_an_incident_checks_back_off_to_the_interval() -> None:
     outage = TemporaryFailure(ErrorCode.TIMEOUT, "slow")
     assert due_in(Verdict.INCIDENT, outage, account(failures=1)) >= 900 * 0.9
@@ -91,24 +105,6 @@ def test_batch_message_round_trips_and_rejects_garbage() -> None:
         Batch.parse("stripe", [], "2026-11-01T12:00:00")
     with pytest.raises(ValueError, match="badly formed"):
         Batch.parse("stripe", ["nope"], message["lease"])
-
-
-def test_recent_checks_window_counts_only_recent_and_since_the_last_incident() -> None:
-    recent = RecentChecks(IncidentPolicy(window_seconds=60))
-    recent.add("stripe", NOW - timedelta(seconds=90), [True] * 5)
-    recent.add("stripe", NOW - timedelta(seconds=30), [True, False])
-    recent.add("stripe", NOW, [False])
-    assert recent.since("stripe", NOW, None) == [True, False, False]
-    assert recent.since("stripe", NOW, NOW - timedelta(seconds=10)) == [False]
-    assert recent.since("shopify", NOW, None) == []
-
-
-def test_only_unreachable_slow_or_failing_providers_count_as_outage() -> None:
-    assert is_outage(TemporaryFailure(ErrorCode.PROVIDER_UNAVAILABLE, "503"))
-    assert is_outage(TemporaryFailure(ErrorCode.TIMEOUT, "slow"))
-    assert not is_outage(TemporaryFailure(ErrorCode.RATE_LIMITED, "429"))
-    assert not is_outage(PermanentFailure(ErrorCode.CREDENTIALS_INVALID, "401"))
-    assert not is_outage(CheckResult())
 
 
 @pytest.mark.parametrize(

@@ -49,12 +49,12 @@ def connector(
 ) -> ShopifyConnector:
     fake = fake or FakeTime()
     http = HttpLayer(httpx.MockTransport(handler), retry=policy, sleep=fake.sleep, clock=fake.clock)
-    config = ShopifySettings(
-        base_url="https://{shop}",
-        client_id="client-1",
-        client_secret=SecretStr("hush"),
-        **settings,
-    )
+    defaults: dict[str, Any] = {
+        "base_url": "https://{shop}",
+        "client_id": "client-1",
+        "client_secret": SecretStr("hush"),
+    }
+    config = ShopifySettings(**{**defaults, **settings})
     return ShopifyConnector(config, http, clock=lambda: now)
 
 

@@ -11,21 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.webhooks import (
+from connectors.events import (
     MalformedEvent,
     NoSecretConfigured,
     SignatureError,
-    parse_fortnox,
-    parse_shopify,
-    parse_stripe,
     parse_time,
-    shopify_signature,
     split_secrets,
-    stripe_header,
-    stripe_signature,
-    verify_shopify,
-    verify_stripe,
 )
+from connectors.fortnox import parse_fortnox
+from connectors.shopify import parse_shopify, shopify_signature, verify_shopify
+from connectors.stripe import parse_stripe, stripe_header, stripe_signature, verify_stripe
 
 SHOPIFY_VECTOR = (
     "test_secret_key",

@@ -7,7 +7,7 @@ import uuid
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from worker.api import health, ingest, readapi, webhooks
+from worker.api import health, inbox_writer, readapi, webhooks
 from worker.runtime import get_deps
 from worker.service.deps import Deps
 from worker.settings import Settings, get_settings
@@ -30,12 +30,12 @@ def queue_events(ids: list[uuid.UUID]) -> None:
 def create_app(
     settings: Settings | None = None,
     deps: Deps | None = None,
-    enqueue: ingest.Enqueue | None = None,
+    enqueue: inbox_writer.Enqueue | None = None,
 ) -> ASGIApp:
     """The webhook endpoints in front; health and the read API behind them, on Starlette."""
     settings = settings or get_settings()
     deps = deps or get_deps()
     token = settings.service_token.get_secret_value() if settings.service_token else None
-    writer = ingest.InboxWriter(deps.db, enqueue or queue_events)
+    writer = inbox_writer.InboxWriter(deps.db, enqueue or queue_events)
     rest = Starlette(routes=[*health.routes(deps, broker_ping), *readapi.routes(deps, token)])
     return webhooks.Webhooks(settings, deps, writer, rest)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from connectors import Authorized, CheckResult, Connector, ProviderError
 from models import Account, AccountStatus, IntegrationRef, utc_now
 from worker.logconfig import secrets_known
-from worker.service import inputs
+from worker.service import inputs, notify
 from worker.service.deps import Deps
 from worker.service.outcomes import (
     Action,
@@ -112,6 +112,7 @@ def add(
             who.as_dict(),
         )
         session.flush()
+        notify.credentials_changed(session, account.type, account.id)
         log.info("account_added", org_id=org, account_id=str(account.id), type=account.type)
         return Outcome("account added and connected", summary(account))
 
@@ -174,6 +175,7 @@ def update(
                 who.as_dict(),
             )
             changed.append("credentials")
+            notify.credentials_changed(session, account.type, account.id)
         if changed:
             account.updated_at = utc_now()
         session.flush()
@@ -205,6 +207,7 @@ def remove(session: Session, deps: Deps, *, org_id: Any, actor: Any, account_id:
     except IntegrityError:
         refs = session.scalars(select(IntegrationRef).where(IntegrationRef.account_id == target))
         raise _in_use(list(refs)) from None
+    notify.credentials_changed(session, account.type, target)
     log.info("account_removed", org_id=org, account_id=str(target))
     return Outcome("account removed", {**snapshot, "status": "removed"})
 

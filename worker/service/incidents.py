@@ -1,14 +1,16 @@
 """Provider incidents: when many of one provider's recent checks fail temporarily at once, one
-incident is recorded instead of an error on every account; it ends when checks pass again."""
+incident is recorded instead of an error on every account; it ends when checks pass again. The
+rules are `outages.outlook`; this module reads and writes what they decide."""
 
 from __future__ import annotations
 
 import uuid
+import weakref
 import zlib
-from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -16,71 +18,43 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from connectors.base import ErrorCode, ProviderError
-from models import ProviderIncident
+from models import Database, ProviderIncident
+from worker.service.outages import (
+    Change,
+    Health,
+    IncidentPolicy,
+    RecentChecks,
+    is_outage,
+    outlook,
+)
 from worker.service.records import emit
 
 log = structlog.get_logger(__name__)
 
-# What an outage looks like from here: the provider is unreachable, slow, or failing (5xx). A 429
-# is about our calls to one account, and a 401 is that account's own problem.
-OUTAGE_CODES = frozenset({ErrorCode.PROVIDER_UNAVAILABLE, ErrorCode.TIMEOUT})
 # Incident events concern every organization using the provider.
 ALL_ORGS = "*"
 STARTED = "provider.incident_started"
 ENDED = "provider.incident_ended"
 
-
-def is_outage(outcome: object) -> bool:
-    return isinstance(outcome, ProviderError) and outcome.code in OUTAGE_CODES
-
-
-@dataclass(frozen=True)
-class IncidentPolicy:
-    """When a provider counts as down, and when as recovered."""
-
-    window_seconds: float = 60.0  # recent checks considered
-    min_checks: int = 10  # fewer than this tells nothing either way
-    start_share: float = 0.5  # share of recent checks failing with an outage code
-    # Above this share (or with too few checks to tell) the provider is suspect: a temporary
-    # failure is not yet blamed on its account, which is retried instead (see Cadence.hold).
-    suspect_share: float = 0.2
-    recover_passes: int = 5  # consecutive passes that end an incident
+_recent: weakref.WeakKeyDictionary[Database, dict[IncidentPolicy, RecentChecks]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-class RecentChecks:
-    """Each provider's recent check results as this process saw them: (time, outage?) pairs.
-
-    Per process on purpose: every worker process sees a random sample of each provider's checks,
-    which is enough to tell an outage, and the incident itself is shared through the database.
-    """
-
-    def __init__(self, policy: IncidentPolicy, size: int = 2000) -> None:
-        self.policy = policy
-        self._seen: dict[str, deque[tuple[datetime, bool]]] = {}
-        self._size = size
-
-    def add(self, provider: str, now: datetime, outages: Iterable[bool]) -> None:
-        seen = self._seen.setdefault(provider, deque(maxlen=self._size))
-        seen.extend((now, failed) for failed in outages)
-
-    def since(self, provider: str, now: datetime, after: datetime | None) -> list[bool]:
-        """The results inside the window, oldest first, later than `after` when given."""
-        start = now - timedelta(seconds=self.policy.window_seconds)
-        if after is not None and after > start:
-            start = after
-        return [failed for when, failed in self._seen.get(provider, ()) if when > start]
-
-    def clear(self) -> None:
-        self._seen.clear()
+def recent_for(db: Database, policy: IncidentPolicy | None = None) -> RecentChecks:
+    """This process's recent checks of the providers behind `db`: one per process and database,
+    so the scheduled batches and the `accounts.check` jobs of a process judge by the same."""
+    by_policy = _recent.setdefault(db, {})
+    wanted = policy or IncidentPolicy()
+    return by_policy.setdefault(wanted, RecentChecks(wanted))
 
 
 @dataclass
 class Assessment:
-    """What a batch of one provider's checks means: an open incident (or none), and whether the
-    provider is suspect (too few recent checks to tell, or many failing) short of an incident."""
+    """What one provider's latest checks mean: its open incident (or none) and its health."""
 
     incident: ProviderIncident | None
-    suspect: bool
+    health: Health
     started: bool = False
     ended: bool = False
 
@@ -110,28 +84,21 @@ def assess(
     recent: RecentChecks,
     now: datetime,
 ) -> Assessment:
-    """Add a batch's outcomes to the recent checks and open or end the provider's incident.
-
-    Only checks after the last incident ended count towards a new one, so an incident that just
-    ended is not reopened by the failures that made it.
-    """
-    policy = recent.policy
+    """Add checks' outcomes to the recent checks, then open, keep or end the provider's incident
+    as `outages.outlook` says."""
     recent.add(provider, now, (is_outage(o) for o in outcomes))
     current = open_incident(session, provider)
-    if current is None:
-        seen = recent.since(provider, now, last_ended_at(session, provider))
-        failed = sum(seen)
-        if len(seen) < policy.min_checks:
-            return Assessment(None, suspect=True)
-        if failed >= policy.start_share * len(seen):
-            started = _start(session, provider, outcomes, len(seen), failed, now)
-            return Assessment(started, suspect=True, started=True)
-        return Assessment(None, suspect=failed >= policy.suspect_share * len(seen))
-    seen = recent.since(provider, now, current.started_at)
-    trailing = len(seen) - max((i + 1 for i, failed in enumerate(seen) if failed), default=0)
-    if trailing >= policy.recover_passes and _end(session, current, now):
-        return Assessment(None, suspect=False, ended=True)
-    return Assessment(current, suspect=True)
+    after = current.started_at if current is not None else last_ended_at(session, provider)
+    seen = recent.since(provider, now, after)
+    verdict = outlook(recent.policy, seen, incident_open=current is not None)
+    if verdict.change is Change.START:
+        started = _start(session, provider, outcomes, len(seen), sum(seen), now)
+        return Assessment(started, verdict.health, started=True)
+    if verdict.change is Change.END and current is not None:
+        if _end(session, current, now):
+            return Assessment(None, verdict.health, ended=True)
+        return Assessment(current, Health.DOWN)  # another process ended it meanwhile
+    return Assessment(current, verdict.health)
 
 
 def count_failures(session: Session, incident: ProviderIncident, failures: int) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from connectors.base import TEMPORARY_CODES, ErrorCode
+from connectors.base import ErrorCode
 from models import Account, AccountError, AccountStatus, OutboxEvent, StatusChange, utc_now
 
 
@@ -26,15 +26,6 @@ def emit(
     )
     session.add(event)
     return event
-
-
-def status_for(code: ErrorCode) -> AccountStatus:
-    """The status an account takes when a check fails with `code`."""
-    if code in TEMPORARY_CODES:
-        return AccountStatus.DEGRADED
-    if code is ErrorCode.CONNECTION_REVOKED:
-        return AccountStatus.DISCONNECTED
-    return AccountStatus.ERROR
 
 
 def set_status(

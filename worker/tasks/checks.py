@@ -8,24 +8,26 @@ from typing import Any
 
 from worker.celery_app import app
 from worker.runtime import get_deps
-from worker.service import batches, schedule
+from worker.service.checks import schedule
+from worker.service.checks.batch import BatchChecker
+from worker.service.checks.cadence import Cadence
 from worker.settings import get_settings
 
-_checker: batches.BatchChecker | None = None
+_checker: BatchChecker | None = None
 
 
-def cadence() -> schedule.Cadence:
-    return schedule.Cadence(interval=float(get_settings().check_interval_seconds))
+def cadence() -> Cadence:
+    return Cadence(interval=float(get_settings().check_interval_seconds))
 
 
-def checker() -> batches.BatchChecker:
+def checker() -> BatchChecker:
     """This process's checker; rebuilt when the process's dependencies are (after a fork)."""
     global _checker
     if _checker is None:
         _fast_loop()
     deps = get_deps()
     if _checker is None or _checker.deps is not deps:
-        _checker = batches.BatchChecker(deps, cadence())
+        _checker = BatchChecker(deps, cadence())
     return _checker
 
 

@@ -1,4 +1,5 @@
-"""What every job task shares: the stored, idempotent result, and retries of what is transient."""
+"""The job tasks, one per row of the job table: each runs its job with a stored, idempotent
+result, retries what is transient, and counts and logs how it ended."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import structlog
 from celery import Task
 from sqlalchemy.exc import OperationalError
 
-from worker.metrics import JOB_SECONDS, JOBS
+from worker import metrics
+from worker.celery_app import app
 from worker.runtime import get_deps
-from worker.service.deps import Deps
-from worker.service.jobs import JobInProgress, Work, run_job
-from worker.service.outcomes import Reason, Rejected
+from worker.service.jobs import JobInProgress
+from worker.tasks.table import JOBS, run_as_job
 
 log = structlog.get_logger(__name__)
 
@@ -25,38 +26,16 @@ JOB_RETRY = {
 }
 
 
-def unknown_arguments(extra: dict[str, Any]) -> Work | None:
-    if not extra:
-        return None
-    fields = {name: "not an argument of this job" for name in extra}
-
-    def reject(_session: Any) -> Any:
-        raise Rejected(
-            Reason.INVALID, "unknown arguments: " + ", ".join(sorted(fields)), fields=fields
-        )
-
-    return reject
-
-
-def execute(
-    task: Task, request_id: Any, org_id: Any, work: Work, extra: dict[str, Any]
-) -> dict[str, Any]:
-    """Run `work` as this task's job and return its stored result."""
+def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Run this task's job with its Celery task id as the job id; return its stored result."""
     job_id = task.request.id or "local"
+    org_id = JOBS[task.name].org_id(kwargs)
     structlog.contextvars.bind_contextvars(
         job_id=job_id, org_id=org_id if isinstance(org_id, str) else None
     )
-    deps: Deps = get_deps()
-    with JOB_SECONDS.labels(task.name).time():
-        result = run_job(
-            deps.db,
-            job_id=job_id,
-            name=task.name,
-            request_id=request_id,
-            org_id=org_id,
-            work=unknown_arguments(extra) or work,
-        )
-    JOBS.labels(task.name, result["status"]).inc()
+    with metrics.JOB_SECONDS.labels(task.name).time():
+        result = run_as_job(get_deps(), task.name, kwargs, job_id=job_id, positional=args)
+    metrics.JOBS.labels(task.name, result["status"]).inc()
     log.info(
         "job_finished",
         status=result["status"],
@@ -64,3 +43,16 @@ def execute(
         account_id=(result.get("account") or {}).get("id"),
     )
     return result
+
+
+def job_task(name: str) -> Task:
+    """Register the thin Celery task of the job `name`."""
+
+    @app.task(name=name, bind=True, **JOB_RETRY)
+    def run(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return execute(self, args, kwargs)
+
+    return run
+
+
+TASKS: dict[str, Task] = {name: job_task(name) for name in JOBS}

@@ -1,0 +1,117 @@
+"""The commands that run a process: migrate, the ingest server, the Fortnox listener, and `dev`
+(everything on one machine)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import click
+
+from worker.cli.base import open_deps
+from worker.settings import get_settings
+
+
+@click.command()
+def migrate() -> None:
+    """Run database migrations to head."""
+    from models.migrate import upgrade
+
+    upgrade(get_settings().database_url)
+    click.echo("database is at the newest migration")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int)
+def ingest(host: str, port: int, workers: int) -> None:
+    """Serve the ingest endpoint and the internal read API."""
+    import uvicorn
+
+    from worker.logconfig import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    uvicorn.run(
+        "worker.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+    )
+
+
+@click.command("fortnox-stream")
+def fortnox_stream() -> None:
+    """Listen to the Fortnox topics stream; every event goes into the inbox."""
+    from worker.streams.process import run
+
+    run(open_deps())
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def dev(host: str, port: int) -> None:
+    """Everything on one machine on the embedded defaults: migrations, ingest, worker and beat."""
+    from models.migrate import upgrade
+
+    settings = get_settings()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    click.echo(f"database ready: {settings.database_url}")
+    worker = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker",
+        "worker",
+        "--beat",
+        "--pool=solo",
+        "--loglevel=INFO",
+        "--schedule",
+        str(settings.var_dir / "beat-schedule"),
+    ]
+    ingest = [sys.executable, "-m", "worker.cli", "ingest", "--host", host, "--port", str(port)]
+    children = [
+        subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        for cmd in (worker, ingest)
+    ]
+    click.echo(f"worker and beat running; ingest and read API on http://{host}:{port}")
+    sys.exit(supervise(children))
+
+
+def supervise(children: list[subprocess.Popen[bytes]]) -> int:
+    """Run until one child ends or we are told to stop; then stop them all. 0 if all ended well."""
+
+    def stop(*_: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+        for child in children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    codes = [child.returncode for child in children]
+    return 0 if all(c in (0, -signal.SIGTERM, None) for c in codes) else 1
+
+
+COMMANDS = (migrate, ingest, fortnox_stream, dev)
