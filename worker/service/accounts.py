@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from connectors import Authorized, CheckResult, Connector, ProviderError
 from models import Account, AccountStatus, IntegrationRef, utc_now
 from worker.logconfig import secrets_known
-from worker.service import inputs, notify
+from worker.service import inputs, notify, revocation
 from worker.service.deps import Deps
 from worker.service.outcomes import (
     Action,
@@ -194,6 +194,7 @@ def remove(session: Session, deps: Deps, *, org_id: Any, actor: Any, account_id:
     if account.integrations:
         raise _in_use(account.integrations)
     snapshot = summary(account)
+    revoked = revocation.revoke(deps, account)
     try:
         with session.begin_nested():
             emit(
@@ -208,8 +209,16 @@ def remove(session: Session, deps: Deps, *, org_id: Any, actor: Any, account_id:
         refs = session.scalars(select(IntegrationRef).where(IntegrationRef.account_id == target))
         raise _in_use(list(refs)) from None
     notify.credentials_changed(session, account.type, target)
-    log.info("account_removed", org_id=org, account_id=str(target))
-    return Outcome("account removed", {**snapshot, "status": "removed"})
+    log.info("account_removed", org_id=org, account_id=str(target), revoked=revoked)
+    message = "account removed" + REVOKE_WORDS[revoked]
+    return Outcome(message, {**snapshot, "status": "removed"}, {"revoked": revoked})
+
+
+REVOKE_WORDS = {
+    True: "; its access was revoked at the provider",
+    False: "; revoking its access at the provider failed, revoke it there by hand",
+    None: "",
+}
 
 
 def list_accounts(session: Session, *, org_id: Any, actor: Any) -> list[dict[str, Any]]:
