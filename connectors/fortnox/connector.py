@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -20,12 +20,12 @@ from connectors.base import (
     PermanentFailure,
     ProviderError,
     TemporaryFailure,
-    stored_time,
     utc_now,
 )
 from connectors.fortnox import oauth
 from connectors.fortnox.settings import FortnoxFields, FortnoxSettings
 from connectors.http import HttpLayer, common_failure, json_object, retry_after_seconds
+from connectors.oauth import can_refresh, expires_soon
 
 # Fortnox's ErrorInformation codes we know, by the contract's error code. Data, so that a code
 # learned later is one line here.
@@ -91,13 +91,10 @@ class FortnoxConnector:
         return Authorized(credentials, connection, expires_at)
 
     def needs_refresh(self, credentials: dict[str, Any], now: datetime) -> bool:
-        expires_at = stored_time(credentials.get("expires_at"))
-        if expires_at is None:
-            return bool(credentials.get("refresh_token"))  # expiry unknown: assume it is gone
-        return expires_at - now <= timedelta(seconds=self.settings.refresh_margin_seconds)
+        return expires_soon(credentials, now, self.settings.refresh_margin_seconds)
 
     def can_refresh(self, credentials: dict[str, Any]) -> bool:
-        return bool(credentials.get("refresh_token"))
+        return can_refresh(credentials)
 
     async def refresh(self, credentials: dict[str, Any], connection: dict[str, Any]) -> Authorized:
         """One use of the refresh token: Fortnox invalidates it at once, so the caller must store

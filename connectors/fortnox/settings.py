@@ -3,10 +3,10 @@ with: an OAuth code and the redirect URI it was issued for."""
 
 from __future__ import annotations
 
-import httpx
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from connectors.oauth import CodeFields
 from connectors.provider import ProviderSettings
 
 DEFAULT_TOPICS = "invoices,customers,orders,offers,articles,suppliers,supplier-invoices,vouchers"
@@ -39,25 +39,5 @@ class FortnoxSettings(ProviderSettings):
         return [t.strip() for t in self.topics.split(",") if t.strip()]
 
 
-class FortnoxFields(BaseModel):
+class FortnoxFields(CodeFields):
     """`code` and the `redirect_uri` it was issued for (Fortnox checks that they match)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    code: SecretStr
-    redirect_uri: str
-
-    @field_validator("code")
-    @classmethod
-    def _code_given(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("must be the authorization code from Fortnox's redirect")
-        return value
-
-    @field_validator("redirect_uri")
-    @classmethod
-    def _redirect_shape(cls, value: str) -> str:
-        url = httpx.URL(value) if value.startswith(("https://", "http://")) else None
-        if url is None or not url.host:
-            raise ValueError("must be the absolute http(s) redirect URI the code was issued for")
-        return value

@@ -7,7 +7,7 @@ import builtins
 import functools
 import hashlib
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -21,7 +21,6 @@ from connectors.base import (
     PermanentFailure,
     ProviderError,
     TemporaryFailure,
-    stored_time,
     utc_now,
 )
 from connectors.http import HttpLayer
@@ -37,6 +36,7 @@ from connectors.hubspot.oauth import (
     tokens,
 )
 from connectors.hubspot.settings import HubSpotFields, HubSpotSettings
+from connectors.oauth import can_refresh, expires_soon
 
 
 class HubSpotConnector:
@@ -87,13 +87,10 @@ class HubSpotConnector:
         return Authorized(credentials, connection, expires_at)
 
     def needs_refresh(self, credentials: dict[str, Any], now: datetime) -> bool:
-        expires_at = stored_time(credentials.get("expires_at"))
-        if expires_at is None:
-            return bool(credentials.get("refresh_token"))  # expiry unknown: assume it is gone
-        return expires_at - now <= timedelta(seconds=self.settings.refresh_margin_seconds)
+        return expires_soon(credentials, now, self.settings.refresh_margin_seconds)
 
     def can_refresh(self, credentials: dict[str, Any]) -> bool:
-        return bool(credentials.get("refresh_token"))
+        return can_refresh(credentials)
 
     async def refresh(self, credentials: dict[str, Any], connection: dict[str, Any]) -> Authorized:
         """Exchange the refresh token. HubSpot may or may not rotate it (undocumented), so the

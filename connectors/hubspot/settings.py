@@ -4,10 +4,10 @@ Every URL, window and limit is a setting: several of HubSpot's numbers are UNCON
 
 from __future__ import annotations
 
-import httpx
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from connectors.oauth import CodeFields
 from connectors.provider import ProviderSettings
 
 
@@ -72,25 +72,5 @@ class HubSpotSettings(ProviderSettings):
         return self.optional_scopes.split()
 
 
-class HubSpotFields(BaseModel):
+class HubSpotFields(CodeFields):
     """`code` and the `redirect_uri` it was issued for (HubSpot checks that they match)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    code: SecretStr
-    redirect_uri: str
-
-    @field_validator("code")
-    @classmethod
-    def _code_given(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("must be the authorization code from HubSpot's redirect")
-        return value
-
-    @field_validator("redirect_uri")
-    @classmethod
-    def _redirect_shape(cls, value: str) -> str:
-        url = httpx.URL(value) if value.startswith(("https://", "http://")) else None
-        if url is None or not url.host:
-            raise ValueError("must be the absolute http(s) redirect URI the code was issued for")
-        return value
