@@ -23,7 +23,8 @@ class ProviderSettings(BaseSettings):
     """A provider's settings, read from `CONNECTIONS_<PROVIDER>_*` (each subclass sets its
     `env_prefix`); every URL, window and limit is one of them, so tests point them elsewhere."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    # An empty `NAME=` line in an env file is unset, not an empty secret.
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
 
 
 @dataclass(frozen=True)

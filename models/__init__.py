@@ -10,8 +10,10 @@ from models.account import (
     IntegrationRef,
     StatusChange,
 )
+from models.audit import AuditCause, AuditEntry
 from models.base import Base
 from models.clock import utc_now
+from models.connect import ConnectSession, ConnectStatus
 from models.events import AccountEventMark, InboundEvent, InboundStatus, OutboxEvent
 from models.job import Job
 from models.provider import ProviderIncident, StreamOffset
@@ -22,7 +24,11 @@ __all__ = [
     "AccountError",
     "AccountEventMark",
     "AccountStatus",
+    "AuditCause",
+    "AuditEntry",
     "Base",
+    "ConnectSession",
+    "ConnectStatus",
     "Database",
     "InboundEvent",
     "InboundStatus",

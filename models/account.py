@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import Base
+from models.base import Base, postgresql_expression_index
 from models.clock import utc_now
 
 
@@ -22,9 +22,24 @@ class AccountStatus(enum.StrEnum):
     DISCONNECTED = "disconnected"
 
 
+# Provider events find their account by these keys of the JSON columns (each provider's `routes`
+# in the registry); migrations 0002 and 0003 create them. The embedded SQLite database is small
+# enough to scan.
+ROUTING_INDEXES = {
+    "ix_accounts_shop_domain": "(connection ->> 'shop_domain')",
+    "ix_accounts_stripe_account": "(connection ->> 'stripe_account_id')",
+    "ix_accounts_meta_stripe_account": "(metadata ->> 'stripe_account_id')",
+    "ix_accounts_fortnox_tenant": "(metadata ->> 'fortnox_tenant_id')",
+    "ix_accounts_hubspot_portal": "(connection ->> 'portal_id')",
+}
+
+
 class Account(Base):
     __tablename__ = "accounts"
-    __table_args__ = (Index("ix_accounts_due", "next_check_at"),)
+    __table_args__ = (
+        Index("ix_accounts_due", "next_check_at"),
+        *(postgresql_expression_index(n, e) for n, e in ROUTING_INDEXES.items()),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     org_id: Mapped[str] = mapped_column(String(100), index=True)

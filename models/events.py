@@ -50,6 +50,20 @@ class InboundEvent(Base):
             postgresql_where=text("status IN ('unroutable', 'failed')"),
             sqlite_where=text("status IN ('unroutable', 'failed')"),
         ),
+        # Retention walks these oldest first (migration 0004): processed events by when they were
+        # processed, unroutable and failed ones by their last attempt.
+        Index(
+            "ix_inbound_events_processed",
+            "processed_at",
+            postgresql_where=text("status = 'processed'"),
+            sqlite_where=text("status = 'processed'"),
+        ),
+        Index(
+            "ix_inbound_events_attention_attempt",
+            "last_attempt_at",
+            postgresql_where=text("status IN ('unroutable', 'failed')"),
+            sqlite_where=text("status IN ('unroutable', 'failed')"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -69,6 +83,9 @@ class InboundEvent(Base):
     effect: Mapped[str | None] = mapped_column(Text)
     # After a failed attempt: when the retry is due; the sweeper leaves the row alone until then.
     next_attempt_at: Mapped[datetime | None]
+    # When a delivery was last counted as an attempt: unroutable and failed events are kept for
+    # INBOX_RETENTION after it.
+    last_attempt_at: Mapped[datetime | None]
 
 
 class AccountEventMark(Base):
@@ -95,6 +112,13 @@ class OutboxEvent(Base):
             "seq",
             postgresql_where=text("published_at IS NULL"),
             sqlite_where=text("published_at IS NULL"),
+        ),
+        # Retention deletes published events oldest first (migration 0004).
+        Index(
+            "ix_outbox_events_published",
+            "published_at",
+            postgresql_where=text("published_at IS NOT NULL"),
+            sqlite_where=text("published_at IS NOT NULL"),
         ),
     )
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, UniqueConstraint
+from sqlalchemy import Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
@@ -15,7 +15,16 @@ from models.clock import utc_now
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (UniqueConstraint("name", "request_id", name="uq_jobs_name_request_id"),)
+    __table_args__ = (
+        UniqueConstraint("name", "request_id", name="uq_jobs_name_request_id"),
+        # Retention deletes finished jobs oldest first (migration 0004).
+        Index(
+            "ix_jobs_finished",
+            "finished_at",
+            postgresql_where=text("finished_at IS NOT NULL"),
+            sqlite_where=text("finished_at IS NOT NULL"),
+        ),
+    )
 
     # The Celery task id: the caller knows it from `send_task` and reads the result by it.
     id: Mapped[str] = mapped_column(String(155), primary_key=True)

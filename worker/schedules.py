@@ -14,4 +14,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # second: an idle tick is one indexed query, and a lost batch waits at most its lease plus
     # one tick. It queues behind the batches it made, so a busy worker claims no more.
     "checks-schedule": {"task": "checks.schedule", "schedule": 1.0, "options": {"expires": 30}},
+    # Deletes what is past its retention window, in short batches within a time budget
+    # (worker/service/retention.py); an idle run is a few index probes. Expires at the next.
+    "retention-prune": {"task": "retention.prune", "schedule": 60.0, "options": {"expires": 60}},
 }

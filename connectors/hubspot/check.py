@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 
 from connectors.base import ErrorCode, PermanentFailure, ProviderError, TemporaryFailure
-from connectors.http import SlidingWindowLimiter, json_object, retry_after_seconds
+from connectors.http import json_object, retry_after_seconds
 from connectors.hubspot.settings import HubSpotSettings
+from connectors.limiter import SlidingWindowLimiter
 
 # The context keys HubSpot has been seen to name missing scopes under (the docs' example shows
 # `missingScopes`; a secondary source `requiredGranularScopes`).

@@ -44,6 +44,9 @@ def e2e_env(
         "CONNECTIONS_STRIPE_CONNECT_BASE_URL": stripe_sim.url,
         "CONNECTIONS_STRIPE_PLATFORM_KEY": stripe_sim.platform_key,
         "CONNECTIONS_LOG_FORMAT": "json",
+        # These tests send plaintext credentials over Celery, as a trusted sender in dev may;
+        # the intake's own tests refuse them.
+        "CONNECTIONS_JOB_CREDENTIALS": "accept",
         "CONNECTIONS_VAR_DIR": str(var_dir),
         "PYTHONUNBUFFERED": "1",
     }

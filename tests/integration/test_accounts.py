@@ -144,7 +144,7 @@ def test_concurrent_jobs_with_one_request_id_have_one_effect(
 def test_update_replaces_credentials_only_once_confirmed(
     deps: Deps, stripe_sim: StripeSimulator
 ) -> None:
-    _, key = stripe_sim.add_account("Old AB")
+    stripe_account, key = stripe_sim.add_account("Old AB")
     added = add(deps, credentials={"api_key": key})
     account_id = added["account"]["id"]
 
@@ -155,7 +155,9 @@ def test_update_replaces_credentials_only_once_confirmed(
         assert stored is not None
         assert deps.vault.decrypt(stored.credentials) == {"api_key": key}
 
-    _, new_key = stripe_sim.add_account("New AB")
+    # A rolled key of the same Stripe account (another account's key is `identity_mismatch`).
+    new_key = "sk_test_rolledkey00000001"
+    stripe_sim.keys[new_key] = stripe_account
     done = update(deps, account_id=account_id, credentials={"api_key": new_key}, name="Renamed")
     assert done["status"] == "succeeded", done
     assert done["changed"] == ["name", "credentials"]
@@ -164,7 +166,7 @@ def test_update_replaces_credentials_only_once_confirmed(
         assert stored is not None
         assert deps.vault.decrypt(stored.credentials) == {"api_key": new_key}
         assert stored.name == "Renamed"
-        assert stored.meta["business_name"] == "New AB"
+        assert stored.meta["business_name"] == "Old AB"
         assert stored.credentials_version == 2
 
 

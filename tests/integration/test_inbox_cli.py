@@ -49,7 +49,7 @@ def test_list_and_replay(
 
     listed = cli(database_url, encryption_key, tmp_path, "list", "--json")
     assert listed.returncode == 0, listed.stderr
-    [row] = json.loads(listed.stdout)
+    [row] = json.loads(listed.stdout)["events"]
     assert (row["id"], row["status"]) == (str(stored.id), "unroutable")
 
     replayed = cli(database_url, encryption_key, tmp_path, "replay", str(stored.id), "--json")
@@ -65,4 +65,4 @@ def test_list_and_replay(
 
     missing = cli(database_url, encryption_key, tmp_path, "replay", "evt_never_seen")
     assert missing.returncode == 1
-    assert "no stored event" in missing.stderr
+    assert missing.stderr.splitlines() == ["error: no stored event 'evt_never_seen'"]

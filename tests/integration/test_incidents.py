@@ -1,6 +1,7 @@
 """Provider incidents: an outage (most answers 503, or no answer in time) opens one incident and no
 per-account error, a 401 during it is still that account's error, checks of the provider back
-off, and the incident ends, once, when the provider recovers."""
+off, and the incident ends, once, when the provider recovers. An incident that starts takes the
+outage errors its window opened (checks that ran before it was known), and only those."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import subprocess
 import sys
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from models import Account, AccountError, OutboxEvent, StatusChange, utc_now
 from tests.fixtures.checks import (
@@ -25,6 +27,7 @@ from tests.fixtures.checks import (
     make_due,
     run_due,
 )
+from tests.fixtures.connectors import stored
 from worker.service.deps import Deps
 from worker.vault import Vault
 
@@ -149,6 +152,63 @@ def test_incident_is_not_reopened_by_the_failures_that_made_it(
     assert count(deps, AccountError) == 0
 
 
+def test_an_incident_takes_the_outage_errors_opened_in_its_window(
+    check_deps: Deps, vault: Vault, stripe_checks: CheckedStripe, check_account: Any
+) -> None:
+    deps = check_deps
+    due = insert_stripe_accounts(deps.db, vault, stripe_checks, 12, next_check_at=utc_now())
+    later = utc_now() + timedelta(hours=1)
+    [(early, early_key), (old, old_key), (limited, limited_key)] = insert_stripe_accounts(
+        deps.db, vault, stripe_checks, 3, next_check_at=later
+    )
+    # Before the outage shows, jobs find three accounts failing and, nothing else failing yet,
+    # record them: one opened its error a while ago, one is also rate limited.
+    stripe_checks.outage, stripe_checks.down_keys = 503, {early_key, old_key, limited_key}
+    for account_id in (early, old, limited):
+        assert check_account(deps, str(account_id))["incident"] is False
+    with deps.db.unit_of_work() as session:
+        session.execute(
+            update(AccountError)
+            .where(AccountError.account_id == old)
+            .values(first_occurred_at=utc_now() - timedelta(minutes=5))
+        )
+        session.add(
+            AccountError(
+                account_id=limited,
+                code="rate_limited",
+                message="429",
+                source="check",
+                first_occurred_at=utc_now(),
+                last_occurred_at=utc_now(),
+            )
+        )
+    stripe_checks.down_keys = None  # now Stripe fails everyone
+
+    [report] = run_due(deps, checker(deps))
+
+    [incident] = incidents(deps)
+    assert report["incident"] == str(incident.id)
+    assert incident.failed_checks == 12 + 2  # the batch's, and the two errors it took
+    account, errors = stored(deps, str(early))
+    assert (account.status, errors) == ("connected", [])
+    with deps.db.unit_of_work() as session:
+        [reason] = session.scalars(
+            select(StatusChange.reason).where(
+                StatusChange.account_id == early, StatusChange.to_status == "connected"
+            )
+        ).all()
+    assert f"incident {incident.id}" in reason
+    account, errors = stored(deps, str(limited))  # its outage error taken, the 429 its own
+    assert (account.status, [e.code for e in errors]) == ("degraded", ["rate_limited"])
+    account, errors = stored(deps, str(old))  # opened before the window: its own
+    assert (account.status, [e.code for e in errors]) == ("degraded", ["provider_unavailable"])
+    for account_id, _ in due:
+        account, errors = stored(deps, str(account_id))
+        assert (account.status, errors) == ("connected", [])
+    [started] = incident_events(deps)
+    assert started.data["failed_checks"] == 2
+
+
 def test_incidents_list_in_the_cli(
     check_deps: Deps, vault: Vault, stripe_checks: CheckedStripe, encryption_key: str
 ) -> None:
@@ -171,7 +231,7 @@ def test_incidents_list_in_the_cli(
         timeout=60,
         check=True,
     )
-    [row] = json.loads(listed.stdout)
+    [row] = json.loads(listed.stdout)["incidents"]  # the read API's shape
     assert row["id"] == str(incident.id)
     assert row["provider"] == "stripe"
     assert row["ended_at"] is None

@@ -14,11 +14,11 @@ from connectors.base import ErrorCode, PermanentFailure, ProviderError, Temporar
 from connectors.http import (
     HttpLayer,
     RetryPolicy,
-    SlidingWindowLimiter,
     common_failure,
     json_object,
     retry_after_seconds,
 )
+from connectors.limiter import SlidingWindowLimiter
 from tests.unit.fakes import FakeTime
 
 # Not 0: the limiter's defaults of 0.0 must not pass for "now".

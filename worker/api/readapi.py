@@ -13,10 +13,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from worker.service import accounts, inputs, views
+from worker.service import accounts, audit, inputs, views
 from worker.service.deps import Deps
 from worker.service.jobs import stored_result
 from worker.service.outcomes import Action, Reason, Rejected, parse_actor, require
+
+JOB_ID_MAX = 155  # models.Job.id
 
 STATUS_FOR = {
     Reason.FORBIDDEN: 403,
@@ -44,6 +46,7 @@ def routes(deps: Deps, token: str | None) -> list[Route]:
         Route("/api/v1/orgs/{org_id}/accounts", guarded(_list), methods=["GET"]),
         Route("/api/v1/orgs/{org_id}/accounts/{account_id}", guarded(_details), methods=["GET"]),
         Route("/api/v1/jobs/{job_id}", guarded(_job), methods=["GET"]),
+        Route("/api/v1/orgs/{org_id}/audit", guarded(_audit), methods=["GET"]),
     ]
 
 
@@ -94,7 +97,20 @@ def _details(request: Request, session: Session) -> dict[str, Any]:
 
 def _job(request: Request, session: Session) -> dict[str, Any]:
     _actor(request)
-    result = stored_result(session, request.path_params["job_id"])
+    job_id = request.path_params["job_id"]
+    # No stored id is longer or holds a NUL, which PostgreSQL text refuses outright (a 500).
+    if len(job_id) > JOB_ID_MAX or "\x00" in job_id:
+        raise Rejected(Reason.NOT_FOUND, "no finished job with this id")
+    result = stored_result(session, job_id)
     if result is None:
         raise Rejected(Reason.NOT_FOUND, "no finished job with this id")
     return result
+
+
+def _audit(request: Request, session: Session) -> dict[str, Any]:
+    return audit.read(
+        session,
+        org_id=request.path_params["org_id"],
+        actor=_actor(request),
+        account_id=request.query_params.get("account_id"),
+    )

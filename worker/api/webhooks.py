@@ -30,6 +30,7 @@ from connectors.provider import Webhooks as Endpoint
 from connectors.registry import PROVIDERS
 from worker.api.account_secrets import AccountSecrets
 from worker.api.inbox_writer import InboxWriter, StoreUnavailable, Unstorable
+from worker.metrics import WEBHOOK_ANSWERS
 from worker.service.deps import Deps
 from worker.service.inbox import Incoming, Stored
 from worker.settings import Settings
@@ -216,7 +217,7 @@ def _count(provider: str, answer: str) -> None:
 
 
 def _answer(provider: str, status: int, body: dict[str, str]) -> Answer:
-    _count(provider, str(status))
+    _count(provider, WEBHOOK_ANSWERS[status])
     return status, json.dumps(body).encode()
 
 

@@ -15,25 +15,51 @@ import click
 from worker.cli.base import open_deps
 from worker.settings import get_settings
 
+HOST = click.option(
+    "--host", default="127.0.0.1", show_default=True, help="The address to listen on."
+)
+PORT = click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="The port to listen on.",
+)
+
 
 @click.command()
 def migrate() -> None:
     """Run database migrations to head."""
     from models.migrate import upgrade
+    from worker.runtime import check_database, load_settings
 
-    upgrade(get_settings().database_url)
+    settings = load_settings()
+    check_database(settings.database_url)  # one clear line, not Alembic's traceback
+    upgrade(settings.database_url)
     click.echo("database is at the newest migration")
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int)
+@HOST
+@PORT
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many server processes.",
+)
 def ingest(host: str, port: int, workers: int) -> None:
     """Serve the ingest endpoint and the internal read API."""
+    from worker.observe.group import start_group
+    from worker.runtime import close_deps, started_deps
+
+    start_group("ingest")  # before anything imports prometheus_client: its workers share counts
+
+    close_deps(started_deps())  # fail here, once, with one line; each server process opens its own
     import uvicorn
 
-    from worker.logconfig import configure_logging
+    from worker.logconfig import configure_logging, uvicorn_log_config
 
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
@@ -43,7 +69,8 @@ def ingest(host: str, port: int, workers: int) -> None:
         host=host,
         port=port,
         workers=workers,
-        log_config=None,
+        # Applied in each server process, `--workers N`'s spawned children too: JSON from all.
+        log_config=uvicorn_log_config(settings.log_format, settings.log_level),
         access_log=False,
     )
 
@@ -51,14 +78,20 @@ def ingest(host: str, port: int, workers: int) -> None:
 @click.command("fortnox-stream")
 def fortnox_stream() -> None:
     """Listen to the Fortnox topics stream; every event goes into the inbox."""
+    from worker.logconfig import configure_logging
+    from worker.settings import get_settings
     from worker.streams.process import run
 
-    run(open_deps())
+    deps = open_deps()
+    settings = get_settings()
+    # A long-running process: its prints and uncaught errors become log lines too.
+    configure_logging(settings.log_format, settings.log_level, whole_process=True)
+    run(deps)
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@HOST
+@PORT
 def dev(host: str, port: int) -> None:
     """Everything on one machine on the embedded defaults: migrations, ingest, worker and beat."""
     from models.migrate import upgrade

@@ -8,9 +8,12 @@ from typing import Any
 Row = dict[str, Any]
 
 
-def accounts(rows: list[Row]) -> str:
+def accounts(listed: Row) -> str:
     return (
-        "\n".join(f"{r['id']}  {r['type']:8} {r['status']:12} {r['name']}" for r in rows)
+        "\n".join(
+            f"{r['id']}  {r['org_id']:16} {r['type']:8} {r['status']:12} {r['name']}"
+            for r in listed["accounts"]
+        )
         or "no accounts"
     )
 
@@ -38,7 +41,8 @@ def details(d: Row) -> str:
     return "\n".join(lines)
 
 
-def errors(rows: list[Row]) -> str:
+def errors(listed: Row) -> str:
+    rows = listed["errors"]
     return (
         "\n".join(
             f"{e['code']:22} x{e['occurrences']:<4} first {e['first_occurred_at']} "
@@ -50,7 +54,8 @@ def errors(rows: list[Row]) -> str:
     )
 
 
-def history(rows: list[Row]) -> str:
+def history(listed: Row) -> str:
+    rows = listed["status_history"]
     return (
         "\n".join(
             f"{c['occurred_at']}  {c['from'] or '-':12} -> {c['to']:12} "
@@ -65,11 +70,20 @@ def job_result(result: Row) -> str:
     return f"{result['status']}: {result['message']}"
 
 
+def queued(job: Row) -> str:
+    return f"queued as job {job['job_id']} (`connections jobs show {job['job_id']}` once it ran)"
+
+
+def rotated(done: Row) -> str:
+    return f"re-encrypted the credentials of {done['reencrypted']} accounts under the newest key"
+
+
 def stored_job(result: Row) -> str:
     return "\n".join(f"{k}: {v}" for k, v in result.items())
 
 
-def events(rows: list[Row]) -> str:
+def events(listed: Row) -> str:
+    rows = listed["events"]
     return (
         "\n".join(
             f"{r['id']}  {r['provider']:8} {r['status']:10} {r['topic']:32} "
@@ -87,7 +101,8 @@ def replayed(v: Row) -> str:
     )
 
 
-def incidents(rows: list[Row]) -> str:
+def incidents(listed: Row) -> str:
+    rows = listed["incidents"]
     return (
         "\n".join(
             f"{r['id']}  {r['provider']:8} {'OPEN' if r['ended_at'] is None else 'ended':6}"
@@ -98,3 +113,46 @@ def incidents(rows: list[Row]) -> str:
         )
         or "no incidents"
     )
+
+
+def age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    whole = int(seconds)
+    for unit, size, smaller, smaller_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60)):
+        if whole >= size:
+            return f"{whole // size}{unit} {whole % size // smaller_size}{smaller}"
+    return f"{whole // 60}m {whole % 60}s" if whole >= 60 else f"{whole}s"
+
+
+def backlog(b: Row, what: str) -> str:
+    count = f"{b['count']}{'+' if b['capped'] else ''} {what}"
+    return count + (f" (oldest {age(b['age_seconds'])})" if b["count"] else "")
+
+
+def status(s: Row) -> str:
+    accounts, inbox, outbox, workers = s["accounts"], s["inbox"], s["outbox"], s["workers"]
+    lines = [f"accounts   {accounts['total']} in all"]
+    for provider, states in accounts["by_provider"].items():
+        lines.append(f"  {provider:9}" + "  ".join(f"{k} {v}" for k, v in states.items()))
+    lines.append(f"incidents  {len(s['incidents']) or 'none'} open")
+    lines += [
+        f"  {i['provider']:9}since {i['started_at']}, {i['failed_checks']} failed checks:"
+        f" {i['reason']}"
+        for i in s["incidents"]
+    ]
+    lines.append(
+        "inbox      "
+        + ", ".join(backlog(inbox[k], k if k != "received" else "waiting") for k in inbox)
+    )
+    unset = " (not published: CONNECTIONS_EVENTS_REDIS_URL unset)"
+    publishing = "" if outbox["publishing"] else unset
+    lines.append("outbox     " + backlog(outbox["unpublished"], "unpublished") + publishing)
+    if workers["answered"]:
+        names = ", ".join(workers["answered"])
+        lines.append(f"workers    {len(workers['answered'])} answered: {names}")
+    elif workers["problem"]:
+        lines.append(f"workers    none answered ({workers['problem']})")
+    else:
+        lines.append(f"workers    none answered within {workers['timeout_seconds']:g}s")
+    return "\n".join(lines)

@@ -6,19 +6,18 @@ import uuid
 from typing import Any
 
 import structlog
-from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from connectors import Authorized, CheckResult, Connector, ProviderError
+from connectors import Connector
 from models import Account, AccountStatus, IntegrationRef, utc_now
 from worker.logconfig import secrets_known
-from worker.service import inputs, notify, revocation
+from worker.service import audit, inputs, notify, revocation
+from worker.service import credentials as steps
 from worker.service.deps import Deps
 from worker.service.outcomes import (
     Action,
-    Failed,
     Outcome,
     Reason,
     Rejected,
@@ -65,25 +64,32 @@ def add(
     actor: Any,
     type: Any,
     name: Any,
-    credentials: Any,
+    credentials: Any = None,
     settings: Any = None,
+    credentials_sealed: Any = None,
 ) -> Outcome:
-    """Validate, authorize, confirm; only then the account exists, `connected`."""
-    with secrets_known(secret_values(credentials)):
-        who = parse_actor(actor)
-        org = inputs.org_id(org_id)
-        require(who, Action.CHANGE)
+    """Validate, authorize, confirm; only then the account exists, `connected`. The credentials
+    come as `credentials`, or sealed as `credentials_sealed` (opened here, never logged)."""
+    who = parse_actor(actor)
+    org = inputs.org_id(org_id)
+    require(who, Action.CHANGE)
+    try:
+        raw = steps.given(deps, credentials, credentials_sealed)
+    except Rejected as exc:
+        exc.extra.setdefault("step", "validate")
+        raise
+    with secrets_known(secret_values(raw)):
         try:
             connector = connector_for(deps, type)
             clean_name = inputs.name(name)
             clean_settings = inputs.settings(settings)
-            fields = inputs.credentials(connector.credentials_model, credentials)
+            fields = inputs.credentials(connector.credentials_model, raw)
         except Rejected as exc:
             exc.extra.setdefault("step", "validate")
             raise
 
-        authorized = _authorize(deps, connector, fields)
-        check = _confirm(deps, connector, authorized)
+        authorized = steps.authorize(deps, connector, fields)
+        check = steps.confirm(deps, connector, authorized)
 
         now = utc_now()
         account = Account(
@@ -112,6 +118,7 @@ def add(
             who.as_dict(),
         )
         session.flush()
+        audit.account_change(session, "account.added", account, who.as_dict(), {"name": clean_name})
         notify.credentials_changed(session, account.type, account.id)
         log.info("account_added", org_id=org, account_id=str(account.id), type=account.type)
         return Outcome("account added and connected", summary(account))
@@ -127,27 +134,26 @@ def update(
     name: Any = None,
     settings: Any = None,
     credentials: Any = None,
+    credentials_sealed: Any = None,
 ) -> Outcome:
-    """Rename, change settings, or replace credentials once the new ones are confirmed."""
-    with secrets_known(secret_values(credentials)):
-        who = parse_actor(actor)
-        org = inputs.org_id(org_id)
-        require(who, Action.CHANGE)
+    """Rename, change settings, or replace credentials (plain or sealed) once the new ones are
+    confirmed and name the same upstream account (a reconnect)."""
+    who = parse_actor(actor)
+    org = inputs.org_id(org_id)
+    require(who, Action.CHANGE)
+    raw = steps.given(deps, credentials, credentials_sealed)
+    with secrets_known(secret_values(raw)):
         target = inputs.account_id(account_id)
         new_name = inputs.name(name) if name is not None else None
         new_settings = inputs.settings(settings) if settings is not None else None
-        if new_name is None and new_settings is None and credentials is None:
+        if new_name is None and new_settings is None and raw is None:
             raise inputs.invalid(
                 {"name": "give at least one of name, settings or credentials"},
                 "nothing to change",
             )
         account = load_account(session, org, target, lock=True)
         connector = deps.connectors.get(account.type)
-        fields = (
-            inputs.credentials(connector.credentials_model, credentials)
-            if credentials is not None
-            else None
-        )
+        fields = inputs.credentials(connector.credentials_model, raw) if raw is not None else None
         changed: list[str] = []
         if new_name is not None and new_name != account.name:
             account.name = new_name
@@ -156,8 +162,9 @@ def update(
             account.settings = new_settings
             changed.append("settings")
         if fields is not None:
-            authorized = _authorize(deps, connector, fields)
-            check = _confirm(deps, connector, authorized)
+            authorized = steps.authorize(deps, connector, fields)
+            check = steps.confirm(deps, connector, authorized)
+            steps.pin_identity(connector, account, authorized, check)
             account.credentials = deps.vault.encrypt(authorized.credentials)
             account.credentials_version += 1
             account.credentials_expire_at = authorized.expires_at
@@ -178,6 +185,8 @@ def update(
             notify.credentials_changed(session, account.type, account.id)
         if changed:
             account.updated_at = utc_now()
+            action = "account.reconnected" if "credentials" in changed else "account.updated"
+            audit.account_change(session, action, account, who.as_dict(), {"changed": changed})
         session.flush()
         message = f"updated {', '.join(changed)}" if changed else "nothing changed"
         return Outcome(message, summary(account), {"changed": changed})
@@ -194,7 +203,7 @@ def remove(session: Session, deps: Deps, *, org_id: Any, actor: Any, account_id:
     if account.integrations:
         raise _in_use(account.integrations)
     snapshot = summary(account)
-    revoked = revocation.revoke(deps, account)
+    revoked = revocation.revoke(session, deps, account, who.as_dict())
     try:
         with session.begin_nested():
             emit(
@@ -204,6 +213,7 @@ def remove(session: Session, deps: Deps, *, org_id: Any, actor: Any, account_id:
                 account,
                 {"account": snapshot, "actor": who.as_dict()},
             )
+            audit.account_change(session, "account.removed", account, who.as_dict())
             session.delete(account)
     except IntegrityError:
         refs = session.scalars(select(IntegrationRef).where(IntegrationRef.account_id == target))
@@ -239,23 +249,3 @@ def _in_use(refs: list[Any]) -> Rejected:
         f"the account is used by {names}; unlink it there first",
         integrations=integrations,
     )
-
-
-def _authorize(deps: Deps, connector: Connector, fields: BaseModel) -> Authorized:
-    try:
-        return deps.connectors.run(connector.authorize(fields))
-    except ProviderError as exc:
-        kind = Failed if exc.temporary else Rejected
-        raise kind(
-            Reason.AUTHORIZATION_FAILED, exc.message, step="authorize", error_code=exc.code.value
-        ) from None
-
-
-def _confirm(deps: Deps, connector: Connector, authorized: Authorized) -> CheckResult:
-    try:
-        return deps.connectors.run(connector.check(authorized.credentials, authorized.connection))
-    except ProviderError as exc:
-        kind = Failed if exc.temporary else Rejected
-        raise kind(
-            Reason.CONFIRMATION_FAILED, exc.message, step="confirm", error_code=exc.code.value
-        ) from None

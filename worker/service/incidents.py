@@ -1,6 +1,12 @@
 """Provider incidents: when many of one provider's recent checks fail temporarily at once, one
 incident is recorded instead of an error on every account; it ends when checks pass again. The
-rules are `outages.outlook`; this module reads and writes what they decide."""
+rules are `outages.outlook`; this module reads and writes what they decide.
+
+Each process judges by its own recent checks; while those are too few (a fresh process, one that
+only runs `accounts.check` jobs), it adds the outage errors other processes recorded, read from
+the open errors. When an incident starts, the outage errors its window opened are resolved and
+their accounts connected again: the failures were the provider's, and the few checks that ran
+before the incident was known leave nothing behind."""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import uuid
 import weakref
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,16 +24,21 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from connectors.base import ErrorCode, ProviderError
-from models import Database, ProviderIncident
+from models import Account, AccountError, Database, ProviderIncident
 from worker.service.outages import (
+    OUTAGE_CODES,
     Change,
     Health,
     IncidentPolicy,
     RecentChecks,
+    absorbed_status,
     is_outage,
     outlook,
+    wants_shared,
+    window_start,
+    with_shared,
 )
-from worker.service.records import emit
+from worker.service.records import emit, resolve_errors, set_status
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +46,7 @@ log = structlog.get_logger(__name__)
 ALL_ORGS = "*"
 STARTED = "provider.incident_started"
 ENDED = "provider.incident_ended"
+OUTAGE_VALUES = frozenset(c.value for c in OUTAGE_CODES)
 
 _recent: weakref.WeakKeyDictionary[Database, dict[IncidentPolicy, RecentChecks]] = (
     weakref.WeakKeyDictionary()
@@ -80,19 +92,36 @@ def last_ended_at(session: Session, provider: str) -> datetime | None:
 def assess(
     session: Session,
     provider: str,
-    outcomes: Sequence[object],
+    outcomes: Mapping[uuid.UUID, object],
     recent: RecentChecks,
     now: datetime,
 ) -> Assessment:
-    """Add checks' outcomes to the recent checks, then open, keep or end the provider's incident
-    as `outages.outlook` says."""
-    recent.add(provider, now, (is_outage(o) for o in outcomes))
+    """Add checks' outcomes (by account) to the recent checks, then open, keep or end the
+    provider's incident as `outages.outlook` says.
+
+    While this process's own checks are too few to tell and one of these failed like an outage,
+    the provider's advisory lock is taken (so such checks of every process are judged one after
+    another, each seeing what the previous ones recorded) and the other processes' recorded
+    outage failures are added (`outages.with_shared`)."""
+    recent.add(provider, now, (is_outage(o) for o in outcomes.values()), outcomes.keys())
     current = open_incident(session, provider)
     after = current.started_at if current is not None else last_ended_at(session, provider)
     seen = recent.since(provider, now, after)
+    outage = any(is_outage(o) for o in outcomes.values())
+    if wants_shared(recent.policy, seen, incident_open=current is not None, outage=outage):
+        _lock_provider(session, provider)
+        current = open_incident(session, provider)  # another process may have started one
+        after = current.started_at if current is not None else last_ended_at(session, provider)
+        seen = recent.since(provider, now, after)
+        if current is None:
+            since = window_start(recent.policy, now, after)
+            mine = recent.failing(provider, now, after)
+            others = shared_failures(session, provider, since, recent.policy.min_checks + len(mine))
+            seen = with_shared(recent.policy, seen, mine, others)
     verdict = outlook(recent.policy, seen, incident_open=current is not None)
     if verdict.change is Change.START:
-        started = _start(session, provider, outcomes, len(seen), sum(seen), now)
+        since = window_start(recent.policy, now, after)
+        started = _start(session, provider, outcomes.values(), len(seen), sum(seen), now, since)
         return Assessment(started, verdict.health, started=True)
     if verdict.change is Change.END and current is not None:
         if _end(session, current, now):
@@ -120,13 +149,35 @@ def _lock_provider(session: Session, provider: str) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
+def shared_failures(session: Session, provider: str, since: datetime, limit: int) -> set[uuid.UUID]:
+    """Up to `limit` of the provider's accounts with an open outage error that occurred after
+    `since`, as every process recorded them. It reads the open errors only (the partial index
+    `uq_account_errors_open`, or the table while it is small), each joined to its account by
+    primary key: its cost follows the open errors, not the accounts."""
+    return set(
+        session.scalars(
+            select(AccountError.account_id)
+            .join(Account, Account.id == AccountError.account_id)
+            .where(
+                AccountError.resolved_at.is_(None),
+                AccountError.code.in_(OUTAGE_VALUES),
+                AccountError.last_occurred_at > since,
+                Account.type == provider,
+            )
+            .distinct()
+            .limit(limit)
+        )
+    )
+
+
 def _start(
     session: Session,
     provider: str,
-    outcomes: Sequence[object],
+    outcomes: Iterable[object],
     checks: int,
     failures: int,
     now: datetime,
+    since: datetime,
 ) -> ProviderIncident:
     _lock_provider(session, provider)
     existing = open_incident(session, provider)
@@ -140,9 +191,52 @@ def _start(
     )
     session.add(incident)
     session.flush()
+    incident.failed_checks = _absorb(session, incident, since)
+    session.flush()
     emit(session, STARTED, ALL_ORGS, None, view(incident))
-    log.warning("provider_incident_started", provider=provider, reason=reason)
+    log.warning(
+        "provider_incident_started",
+        provider=provider,
+        reason=reason,
+        absorbed=incident.failed_checks,
+    )
     return incident
+
+
+def _absorb(session: Session, incident: ProviderIncident, since: datetime) -> int:
+    """The incident takes the outage errors its provider's accounts opened since `since`: they
+    are resolved, and a `degraded` account left with no open error is `connected` again, with a
+    status change naming the incident. Accounts another transaction holds are skipped, not
+    waited for (it records a check of its own, judged after this incident commits). Returns the
+    failures taken (the errors' occurrences). Found, like `shared_failures`, from the open
+    errors, and locked in the same statement."""
+    opened = select(AccountError.account_id).where(
+        AccountError.resolved_at.is_(None),
+        AccountError.code.in_(OUTAGE_VALUES),
+        AccountError.first_occurred_at > since,
+    )
+    accounts = session.scalars(
+        select(Account)
+        .where(Account.id.in_(opened.scalar_subquery()), Account.type == incident.provider)
+        .order_by(Account.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    reason = (
+        f"{incident.provider} is failing for many accounts (incident {incident.id}): the "
+        "provider's incident took the failure"
+    )
+    failures = 0
+    for account in accounts:
+        failures += sum(e.occurrences for e in resolve_errors(session, account, OUTAGE_VALUES))
+        left = session.scalars(
+            select(AccountError.code).where(
+                AccountError.account_id == account.id, AccountError.resolved_at.is_(None)
+            )
+        ).all()
+        restored = absorbed_status(account.status, left)
+        if restored is not None:
+            set_status(session, account, restored, reason, "check")
+    return failures
 
 
 def _end(session: Session, incident: ProviderIncident, now: datetime) -> bool:

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import IntegrationRef
-from worker.service import inputs
+from worker.service import audit, inputs
 from worker.service.accounts import load_account
 from worker.service.outcomes import Outcome, Reason, Rejected
 from worker.service.views import summary
@@ -38,6 +38,9 @@ def link(
             )
     except IntegrityError:
         raise Rejected(Reason.NOT_FOUND, "no such account in this organization") from None
+    audit.account_change(
+        session, "integration.linked", account, None, {"integration_id": integration}
+    )
     return Outcome("linked", summary(account), {"integration_id": integration})
 
 
@@ -55,4 +58,7 @@ def unlink(session: Session, *, org_id: Any, integration_id: Any, account_id: An
         return Outcome("was not linked", summary(account), {"integration_id": integration})
     session.delete(ref)
     session.flush()
+    audit.account_change(
+        session, "integration.unlinked", account, None, {"integration_id": integration}
+    )
     return Outcome("unlinked", summary(account), {"integration_id": integration})

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from models import Database, Job, utc_now
+from worker.service import audit
 from worker.service.outcomes import Outcome, Rejected
 
 log = structlog.get_logger(__name__)
@@ -46,7 +47,8 @@ def run_job(
         return earlier
     try:
         with db.unit_of_work() as session:
-            outcome = work(session)
+            with audit.running_job(job_id, request):  # entries name this job
+                outcome = work(session)
             result = _result(job_id, request, "succeeded", None, outcome.message, outcome.account)
             result.update(outcome.extra)
             _finish(session, job_id, result)

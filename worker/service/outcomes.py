@@ -16,6 +16,7 @@ class Reason(enum.StrEnum):
     IN_USE = "in_use"
     AUTHORIZATION_FAILED = "authorization_failed"
     CONFIRMATION_FAILED = "confirmation_failed"
+    IDENTITY_MISMATCH = "identity_mismatch"
 
 
 class Rejected(Exception):
@@ -82,7 +83,12 @@ def parse_actor(value: Any) -> Actor:
 
 def require(actor: Actor, action: Action) -> None:
     if action not in ALLOWED[actor.role]:
-        raise Rejected(Reason.FORBIDDEN, f"a {actor.role.value} may not {action.value} accounts")
+        doing = {
+            Action.LIST: "list accounts",
+            Action.DETAILS: "open an account's details",
+            Action.CHANGE: "add, edit or remove accounts",
+        }[action]
+        raise Rejected(Reason.FORBIDDEN, f"a {actor.role.value} may not {doing}")
 
 
 def fields_at_fault(exc: ValidationError, prefix: str = "") -> dict[str, str]:

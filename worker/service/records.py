@@ -120,7 +120,7 @@ def open_error(
 
 
 def resolve_errors(
-    session: Session, account: Account, codes: set[str] | None = None
+    session: Session, account: Account, codes: Collection[str] | None = None
 ) -> list[AccountError]:
     """Resolve the open errors (all, or those with `codes`): the problem is gone."""
     now = utc_now()

@@ -1,7 +1,9 @@
 """The outbox relay: publish unpublished outbox rows in `seq` order, then stamp them published.
 
 At least once: a crash between publishing and the commit publishes the rows again. One relay
-at a time (a transaction-scoped advisory lock), so rows go out in order.
+at a time (a transaction-scoped advisory lock), so rows go out in order. The stream is trimmed
+by age (`trim`, run by the retention task), never by length: every entry younger than the
+window stays, however many there are.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from worker.service.queries import among
 STREAM = "connections:events"
 # Any fixed number shared by every relay of this database: it names the relay's lock.
 RELAY_LOCK_KEY = 0x636F6E6E  # "conn"
+# Entries one XTRIM may free: Redis frees whole nodes of ~100 entries, so each call is short and
+# other clients are served between calls.
+TRIM_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -109,3 +114,17 @@ def redis_publisher(client: Any, stream: str = STREAM) -> Publish:
         pipe.execute()
 
     return publish
+
+
+def trim(client: Any, min_id: str, stream: str = STREAM, *, max_calls: int = 1000) -> int:
+    """Remove the entries older than `min_id` (`XTRIM MINID ~`, in calls of at most
+    `TRIM_LIMIT`); returns how many went. Approximate trimming frees only whole nodes whose
+    entries are all older, so it never removes a younger entry; it may keep a node's worth of
+    older ones until the next run."""
+    removed = 0
+    for _ in range(max_calls):
+        freed = int(client.xtrim(stream, minid=min_id, approximate=True, limit=TRIM_LIMIT))
+        removed += freed
+        if freed == 0:
+            break
+    return removed

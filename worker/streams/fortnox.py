@@ -22,6 +22,7 @@ import websockets
 
 from connectors.events import MalformedEvent
 from connectors.fortnox import stream
+from worker import metrics
 from worker.logconfig import secrets_known
 from worker.service import inbox, notify, provider_events
 from worker.service.deps import Deps
@@ -68,6 +69,7 @@ class FortnoxListener:
         """Listen until `stop` is set, reconnecting with backoff after any failure."""
         url = notify.listen_url(self.deps.db) if self.options.listen_changes else None
         changes = asyncio.create_task(notify.listen(url, self._heard)) if url else None
+        metrics.fortnox_stream_connected(False)
         failures = 0
         try:
             while not stop.is_set():
@@ -84,6 +86,7 @@ class FortnoxListener:
                     log.warning(
                         "fortnox_stream_lost", error=type(exc).__name__, detail=str(exc)[:200]
                     )
+                metrics.fortnox_stream_connected(False)
                 if stop.is_set():
                     break
                 delay = min(
@@ -131,6 +134,7 @@ class FortnoxListener:
                 tenants=len(self._book.sent),
                 topics=len(self.options.topics),
             )
+            metrics.fortnox_stream_connected(True)
             await self._listen(ws, stop)
 
     def _tenants_due(self, periodic: float) -> float:

@@ -10,6 +10,7 @@ import structlog
 
 from connectors.fortnox import FortnoxSettings
 from models import Database
+from worker.observe.serve import serve_alone
 from worker.service import notify
 from worker.service.deps import Deps
 from worker.streams.fortnox import FortnoxListener, ListenerOptions
@@ -45,6 +46,7 @@ def run(deps: Deps) -> None:
     from worker.tasks.events import enqueue
 
     options = options_from(provider_settings(deps), deps.db)
+    serve_alone("fortnox-stream")
 
     async def main() -> None:
         stop = asyncio.Event()

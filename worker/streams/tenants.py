@@ -9,15 +9,17 @@ from dataclasses import dataclass, field
 import structlog
 from sqlalchemy import select
 
-from connectors import ProviderError
+from connectors import ErrorCode, ProviderError
 from connectors.fortnox.stream import Tenants
 from models import Account, AccountStatus
 from worker.service.checks import usable_credentials
 from worker.service.deps import Deps
+from worker.vault import VaultError
 
 log = structlog.get_logger(__name__)
 
 TYPE = "fortnox"
+UNREADABLE = ErrorCode.CREDENTIALS_UNREADABLE
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,11 @@ def load_tenants(deps: Deps) -> list[Tenant]:
                 credentials = deps.vault.decrypt(account.credentials)
         except ProviderError as exc:
             log.warning("fortnox_tenant_skipped", account_id=str(account.id), code=exc.code.value)
+            continue
+        except VaultError:
+            # An operator's error (a key dropped too early), which the account's next check
+            # records as `credentials_unreadable`: the stream carries the other companies.
+            log.warning("fortnox_tenant_skipped", account_id=str(account.id), code=UNREADABLE.value)
             continue
         token = credentials.get("access_token")
         if isinstance(token, str) and token:

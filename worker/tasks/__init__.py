@@ -3,6 +3,6 @@
 The job tasks (`accounts.*`, `integrations.*`) are made from the job table in `table.py`.
 """
 
-from worker.tasks import checks, events, jobtask
+from worker.tasks import checks, events, jobtask, retention, revoke
 
-__all__ = ["checks", "events", "jobtask"]
+__all__ = ["checks", "events", "jobtask", "retention", "revoke"]

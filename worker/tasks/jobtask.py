@@ -13,6 +13,7 @@ from worker import metrics
 from worker.celery_app import app
 from worker.runtime import get_deps
 from worker.service.jobs import JobInProgress
+from worker.settings import get_settings
 from worker.tasks.table import JOBS, run_as_job
 
 log = structlog.get_logger(__name__)
@@ -34,7 +35,15 @@ def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[s
         job_id=job_id, org_id=org_id if isinstance(org_id, str) else None
     )
     with metrics.JOB_SECONDS.labels(task.name).time():
-        result = run_as_job(get_deps(), task.name, kwargs, job_id=job_id, positional=args)
+        result = run_as_job(
+            get_deps(),
+            task.name,
+            kwargs,
+            job_id=job_id,
+            positional=args,
+            # A delivery over the broker: JOB_CREDENTIALS decides about plaintext credentials.
+            plaintext_credentials=get_settings().accepts_plaintext_job_credentials,
+        )
     metrics.JOBS.labels(task.name, result["status"]).inc()
     log.info(
         "job_finished",

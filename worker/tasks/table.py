@@ -1,6 +1,6 @@
 """The job table: each job's name, the service function it runs and the keyword arguments it takes.
 
-The Celery tasks (made from this table in `worker.tasks.jobtask`), the operator CLI and the tests
+The Celery tasks (made from this table in `worker.tasks.jobtask`), and the tests
 all run a job through `run_as_job`, so a job's arguments are written once, here.
 """
 
@@ -38,9 +38,18 @@ class Job:
         """The organization the job row records: only a job that takes `org_id` has one."""
         return kwargs.get("org_id") if "org_id" in self.arguments else None
 
-    def work(self, deps: Deps, kwargs: Mapping[str, Any], positional: Sequence[Any] = ()) -> Work:
+    def work(
+        self,
+        deps: Deps,
+        kwargs: Mapping[str, Any],
+        positional: Sequence[Any] = (),
+        *,
+        plaintext_credentials: bool = True,
+    ) -> Work:
         extra = {k: v for k, v in kwargs.items() if k not in self.arguments and k != REQUEST_ID}
         refused = unknown_arguments(extra, positional)
+        if refused is None and not plaintext_credentials:
+            refused = plaintext_refused(kwargs)
         if refused is not None:
             return refused
         values = {name: kwargs.get(name) for name in self.arguments}
@@ -56,10 +65,12 @@ def _check(session: Session, deps: Deps, *, account_id: Any) -> Outcome:
 
 JOBS: dict[str, Job] = {
     "accounts.add": Job(
-        accounts.add, ("org_id", "actor", "type", "name", "credentials", "settings")
+        accounts.add,
+        ("org_id", "actor", "type", "name", "credentials", "settings", "credentials_sealed"),
     ),
     "accounts.update": Job(
-        accounts.update, ("org_id", "actor", "account_id", "name", "settings", "credentials")
+        accounts.update,
+        ("org_id", "actor", "account_id", "name", "settings", "credentials", "credentials_sealed"),
     ),
     "accounts.remove": Job(accounts.remove, ("org_id", "actor", "account_id")),
     "accounts.check": Job(_check, ("account_id",)),
@@ -90,6 +101,31 @@ def unknown_arguments(extra: Mapping[str, Any], positional: Sequence[Any] = ()) 
     return reject
 
 
+# JOB_CREDENTIALS: plaintext `credentials` on the broker sit in Redis (and its persistence) and
+# show in Flower. Only the Celery task applies it (`run_as_job(plaintext_credentials=...)`): the
+# CLI and the tests run jobs in-process, and the intake and connect sessions send them sealed.
+PLAINTEXT_REFUSED = (
+    "refused in plaintext over the broker (CONNECTIONS_JOB_CREDENTIALS=refuse): send the job "
+    "through POST /api/v1/jobs, which seals them, or send them sealed as credentials_sealed"
+)
+
+
+def plaintext_refused(kwargs: Mapping[str, Any]) -> Work | None:
+    """Work that refuses a job carrying plaintext `credentials` as `invalid`, never echoing them."""
+    if kwargs.get("credentials") is None:
+        return None
+
+    def reject(_session: Any) -> Any:
+        raise Rejected(
+            Reason.INVALID,
+            "credentials may not travel in the clear over the broker here; send them sealed",
+            fields={"credentials": PLAINTEXT_REFUSED},
+            step="validate",
+        )
+
+    return reject
+
+
 def run_as_job(
     deps: Deps,
     name: str,
@@ -97,9 +133,11 @@ def run_as_job(
     *,
     job_id: str | None = None,
     positional: Sequence[Any] = (),
+    plaintext_credentials: bool = True,
 ) -> dict[str, Any]:
     """Run the job `name` as its task does (claimed by `job_id`, a repeated `request_id` answered
-    from the first result) and return the stored result."""
+    from the first result) and return the stored result. `plaintext_credentials=False` (the Celery
+    task, under JOB_CREDENTIALS=refuse) refuses a job that carries `credentials` in the clear."""
     job = JOBS[name]
     return run_job(
         deps.db,
@@ -107,5 +145,5 @@ def run_as_job(
         name=name,
         request_id=kwargs.get(REQUEST_ID),
         org_id=job.org_id(kwargs),
-        work=job.work(deps, kwargs, positional),
+        work=job.work(deps, kwargs, positional, plaintext_credentials=plaintext_credentials),
     )

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from connectors.base import CheckResult
 from models import Account, AccountStatus, utc_now
+from worker import metrics
 from worker.service import incidents
 from worker.service.checks.cadence import Cadence
 from worker.service.checks.probe import CheckTarget, Probe, probe_async, unreadable
@@ -123,7 +124,7 @@ class BatchChecker:
         async def one(account: CheckTarget) -> Probe:
             credentials = secrets[account.id]
             if isinstance(credentials, VaultError):
-                return unreadable(account)
+                return metrics.checked(account.type, unreadable(account))
             if isinstance(credentials, Exception):
                 raise credentials
             async with gate:
@@ -165,13 +166,14 @@ class BatchChecker:
             .with_for_update()
         ).all()
         current = [row for row in locked if row[1] == batch.lease]
-        open_codes = open_error_codes(session, (row[0] for row in current))
-        outcomes = [
-            p.outcome
+        outcomes = {
+            row[0]: p.outcome
             for row in current
             if isinstance(p := probes[row[0]], Probe) and p.credentials_version == row[3]
-        ]
+        }
         assessment = incidents.assess(session, batch.provider, outcomes, self.recent, now)
+        # Read after the assessment: an incident that starts takes accounts' outage errors.
+        open_codes = open_error_codes(session, (row[0] for row in current))
         counts: dict[str, int] = defaultdict(int)
         unchanged: dict[uuid.UUID, datetime | None] = {}
         plain = {row[0] for row in current if _plain_pass(row, probes[row[0]], open_codes[row[0]])}
@@ -206,6 +208,7 @@ class BatchChecker:
                     stale=stale,
                     open_codes=open_codes[account_id],
                     rules=self.rules,
+                    noted=isinstance(probe, Probe) and probe.noted,
                 )
                 if verdict is Verdict.CRASHED:
                     log.error("check_crashed", account_id=str(account_id), error=repr(probe))

@@ -1,6 +1,7 @@
 """The `accounts.check` job: check one account now, outside the schedule, and record the outcome
 the way a scheduled check would, outages included: while the provider is down or suspect, the
-failure is counted on its incident (started if the checks say so), not on the account."""
+failure is counted on its incident (started if the checks say so, those of other processes
+included: `incidents.assess`), not on the account."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from connectors.base import CheckResult, ProviderError
 from models import Account, AccountStatus, utc_now
-from worker.service import incidents
+from worker.service import audit, incidents
 from worker.service.checks.probe import probe
 from worker.service.checks.record import record_check
 from worker.service.checks.verdicts import CheckOutcome, Verdict
@@ -46,12 +47,18 @@ def check_now(
     if current is None:
         raise Rejected(Reason.NOT_FOUND, "the account was removed during the check")
     judged_by = recent or incidents.recent_for(deps.db)
-    assessment = incidents.assess(session, current.type, [found.outcome], judged_by, utc_now())
-    verdict = record_check(session, current, found.outcome, assessment, scheduled=False)
+    checked = {current.id: found.outcome}
+    assessment = incidents.assess(session, current.type, checked, judged_by, utc_now())
+    verdict = record_check(
+        session, current, found.outcome, assessment, scheduled=False, noted=found.noted
+    )
     if verdict is Verdict.INCIDENT and assessment.incident is not None:
         incidents.count_failures(session, assessment.incident, 1)
     session.flush()
     message, extra = answer(current.type, found.outcome, verdict, assessment)
+    if extra["checked"]:  # on demand only: the scheduled checks are not audited
+        said = "passed" if extra.get("passed") else extra.get("error_code")
+        audit.account_change(session, "account.checked", current, None, extra, outcome=said)
     return Outcome(message, summary(current), extra)
 
 

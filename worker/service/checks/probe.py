@@ -1,6 +1,8 @@
 """Asking a provider about one account: usable credentials first (refreshed at most once at a
 time per account), then the health call; a rejected access token is refreshed once and the call
-tried again before the rejection is believed. Nothing is recorded here (see `record`)."""
+tried again before the rejection is believed. Nothing is recorded here (see `record`), but for
+a refresh the provider refuses: its error is written under the account's lock, so the checks
+waiting behind it answer with it instead of asking the provider again."""
 
 from __future__ import annotations
 
@@ -8,18 +10,21 @@ import asyncio
 import contextlib
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from connectors.base import CheckResult, Connector, ErrorCode, PermanentFailure, ProviderError
-from models import Account, utc_now
+from models import Account, AccountError, AuditCause, utc_now
+from worker import metrics
 from worker.logconfig import secrets_known
-from worker.service import notify
+from worker.service import audit, notify
 from worker.service.checks.verdicts import CheckOutcome
 from worker.service.deps import Deps
+from worker.service.records import open_error
 from worker.vault import VaultError
 
 log = structlog.get_logger(__name__)
@@ -27,6 +32,9 @@ log = structlog.get_logger(__name__)
 # What a provider says of an access token it will not take; with a refresh token stored, the
 # token is refreshed once before the account is blamed.
 REJECTED = frozenset({ErrorCode.CREDENTIALS_INVALID, ErrorCode.CREDENTIALS_EXPIRED})
+# What only a refused refresh says (a dead refresh token, an uninstalled app): written when the
+# refresh fails, the answer for the checks that were under way meanwhile.
+REFUSED = frozenset({ErrorCode.REFRESH_FAILED, ErrorCode.CONNECTION_REVOKED})
 UNREADABLE = (
     "the stored credentials cannot be decrypted with the configured encryption keys (the key "
     "that wrote them was removed too early): put that key back in CONNECTIONS_ENCRYPTION_KEYS, "
@@ -57,6 +65,16 @@ class Probe:
     outcome: CheckOutcome
     # The credentials the check used; a newer version at recording time makes the outcome stale.
     credentials_version: int | None = None
+    # The outcome's error is written already (a refused refresh): recorded without counting it.
+    noted: bool = False
+
+
+class RefreshRefused(Exception):
+    """The provider refused the refresh, and its error is written on the account (`REFUSED`)."""
+
+    def __init__(self, failure: ProviderError) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
 
 
 def unreadable(account: Checkable) -> Probe:
@@ -77,6 +95,14 @@ def refresh_now(stored_version: int, *, rejected: int | None, expiring: bool) ->
     token expires soon. After a refusal of version `rejected`: unless the stored version is
     another, as it is when a concurrent check refreshed first."""
     return expiring if rejected is None else stored_version == rejected
+
+
+def refused_since(refused_at: datetime | None, began: datetime | None) -> bool:
+    """Under the account's lock, with a refresh of the same credentials due: whether a refusal
+    written at `refused_at` answers a check that began at `began`. One written after the check
+    began does (it met the same refusal and waited behind that refresh, so it asks nothing
+    more); an older one does not, so a later check tries the refresh again."""
+    return refused_at is not None and began is not None and refused_at > began
 
 
 def usable_credentials(deps: Deps, account: Account, connector: Connector) -> dict[str, Any]:
@@ -101,6 +127,7 @@ async def refresh_credentials(
     *,
     ahead: timedelta = timedelta(0),
     rejected: int | None = None,
+    began: datetime | None = None,
 ) -> tuple[dict[str, Any], int]:
     """Refresh the account's credentials, once at a time per account across every process.
 
@@ -110,8 +137,12 @@ async def refresh_credentials(
     expire within that time. `rejected` is the credentials version whose access token the
     provider refused: refreshed whatever its expiry says, unless the stored version is newer
     (another check refreshed since), so checks that met the same refusal refresh once.
-    Returns the credentials and their version.
+    `began`, for a check (which records the rest): when it began. A refusal written since
+    (`refused_since`) is raised without asking the provider; a new one is written, and
+    committed, as the account's error before `RefreshRefused` is raised, so the checks waiting
+    for the lock find it. Returns the credentials and their version.
     """
+    refused: ProviderError | None = None
     with deps.db.unit_of_work() as session:
         locked = await asyncio.to_thread(
             lambda: session.scalars(
@@ -124,24 +155,62 @@ async def refresh_credentials(
         expiring = rejected is None and connector.needs_refresh(credentials, utc_now() + ahead)
         if not refresh_now(locked.credentials_version, rejected=rejected, expiring=expiring):
             return credentials, locked.credentials_version  # another worker refreshed first
-        with secrets_known(list(map(str, credentials.values()))):
-            refreshed = await connector.refresh(credentials, locked.connection)
-        locked.credentials = deps.vault.encrypt(refreshed.credentials)
-        locked.credentials_version += 1
-        locked.credentials_expire_at = refreshed.expires_at
-        if refreshed.connection:  # a refresh may change what was granted (Shopify scopes)
-            locked.connection = {**locked.connection, **refreshed.connection}
+        earlier = _last_refusal(session, locked.id) if began is not None else None
+        if earlier is not None and refused_since(earlier.last_occurred_at, began):
+            raise PermanentFailure(ErrorCode(earlier.code), earlier.message)
+        counted = metrics.refreshing(locked.type)
+        try:
+            with secrets_known(list(map(str, credentials.values()))), counted:
+                refreshed = await connector.refresh(credentials, locked.connection)
+        except PermanentFailure as exc:
+            if began is None or exc.code not in REFUSED:
+                raise
+            open_error(session, locked, exc.code, exc.message, "check")
+            refused = exc
+        else:
+            locked.credentials = deps.vault.encrypt(refreshed.credentials)
+            locked.credentials_version += 1
+            locked.credentials_expire_at = refreshed.expires_at
+            if refreshed.connection:  # a refresh may change what was granted (Shopify scopes)
+                locked.connection = {**locked.connection, **refreshed.connection}
+            notify.credentials_changed(session, locked.type, locked.id)
+            why = {"why": "expiring" if rejected is None else "rejected"}
+            audit.record(
+                session,
+                "credentials.refreshed",
+                org_id=locked.org_id,
+                account_id=locked.id,
+                actor=None,
+                cause=AuditCause.REFRESH,
+                details=why,
+            )
+            log.info(
+                "credentials_refreshed",
+                account_id=str(account.id),
+                org_id=account.org_id,
+                cause="expiring" if rejected is None else "rejected",
+            )
         version = locked.credentials_version
-        notify.credentials_changed(session, locked.type, locked.id)
-        log.info(
-            "credentials_refreshed",
-            account_id=str(account.id),
-            org_id=account.org_id,
-            cause="expiring" if rejected is None else "rejected",
-        )
+    if refused is not None:
+        raise RefreshRefused(refused)
     return refreshed.credentials, version
 
 
+def _last_refusal(session: Session, account_id: uuid.UUID) -> AccountError | None:
+    """The account's open refusal error, latest first (the open errors' unique index)."""
+    return session.scalars(
+        select(AccountError)
+        .where(
+            AccountError.account_id == account_id,
+            AccountError.code.in_([c.value for c in REFUSED]),
+            AccountError.resolved_at.is_(None),
+        )
+        .order_by(AccountError.last_occurred_at.desc())
+        .limit(1)
+    ).first()
+
+
+@metrics.timed_check
 async def probe_async(
     deps: Deps,
     account: Checkable,
@@ -156,11 +225,13 @@ async def probe_async(
     `refresh_gate` bounds the refreshes in flight: each holds a row lock and a connection.
     `credentials` are the account's decrypted credentials when the caller has them already.
     A refresh that fails (`refresh_failed`, or `connection_revoked` for an uninstalled app) is
-    the outcome; so is a second refusal after a refresh.
+    the outcome (`noted` when the refresh wrote its error); so is a second refusal after a
+    refresh.
     """
     connector = deps.connectors.get(account.type)
     version = account.credentials_version
     gate = refresh_gate or contextlib.nullcontext()
+    began, noted = utc_now(), False
     try:
         if credentials is None:
             credentials = deps.vault.decrypt(account.credentials)
@@ -168,7 +239,7 @@ async def probe_async(
         if refreshed:
             async with gate:
                 credentials, version = await refresh_credentials(
-                    deps, account, connector, ahead=refresh_ahead
+                    deps, account, connector, ahead=refresh_ahead, began=began
                 )
         try:
             result: CheckOutcome = await _check(connector, credentials, account.connection)
@@ -177,14 +248,16 @@ async def probe_async(
                 raise
             async with gate:
                 credentials, version = await refresh_credentials(
-                    deps, account, connector, rejected=version
+                    deps, account, connector, rejected=version, began=began
                 )
             result = await _check(connector, credentials, account.connection)
+    except RefreshRefused as exc:
+        result, noted = exc.failure, True
     except ProviderError as exc:
         result = exc
     except VaultError:
         return unreadable(account)
-    return Probe(account.id, result, version)
+    return Probe(account.id, result, version, noted)
 
 
 async def _check(

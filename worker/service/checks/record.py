@@ -44,9 +44,11 @@ def record_check(
     stale: bool = False,
     open_codes: Collection[str] | None = None,
     rules: HoldRules = HOLD,
+    noted: bool = False,
 ) -> Verdict:
     """Judge one check of a locked account and write what the verdict says: the full record,
-    or only that it was checked (held back, or counted on the provider's incident)."""
+    or only that it was checked (held back, or counted on the provider's incident). `noted`:
+    the outcome's error was written already, by the refresh that failed (`Probe.noted`)."""
     verdict = judge(
         account.status,
         account.consecutive_failures,
@@ -62,7 +64,7 @@ def record_check(
         account.consecutive_failures += 1
     elif verdict is Verdict.RECORDED:
         assert outcome is not None, "judge records no crash"
-        apply_outcome(session, account, outcome, "check", open_codes=open_codes)
+        apply_outcome(session, account, outcome, "check", open_codes=open_codes, noted=noted)
     return verdict
 
 
@@ -73,11 +75,13 @@ def apply_outcome(
     source: str,
     *,
     open_codes: Collection[str] | None = None,
+    noted: bool = False,
 ) -> Transition:
     """Record what a check found: status only on change, one open error per problem.
 
     `open_codes`, when the caller already read the account's open errors (a batch does, in one
-    query), spares reading them here.
+    query), spares reading them here. `noted`: the failure's error is written already (and
+    counted once), so only the rest is recorded.
     """
     account.last_checked_at = utc_now()
     codes = (
@@ -95,7 +99,8 @@ def apply_outcome(
         set_status(session, account, step.status, "check passed", source)
         return step
     account.consecutive_failures += 1
-    open_error(session, account, outcome.code, outcome.message, source, open_codes=codes)
+    if not noted:
+        open_error(session, account, outcome.code, outcome.message, source, open_codes=codes)
     set_status(session, account, step.status, outcome.message, source)
     if step.opens and outcome.code in OPERATOR_CODES:
         # An operator must act; said once, when the problem appears, not at every check.

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from connectors.base import ErrorCode
-from models import Account, AccountEventMark, InboundEvent, InboundStatus
+from models import Account, AccountEventMark, InboundEvent, InboundStatus, utc_now
 from worker.service import provider_events
 from worker.service.inbox import policy
 from worker.service.inbox.writes import Writes
@@ -46,6 +46,8 @@ def apply_event(batch: Batch, row: InboundEvent, accounts: list[Account]) -> int
     """Apply `row` to each of `accounts`; the number of outbox events it emits."""
     if not accounts:
         row.status = InboundStatus.UNROUTABLE
+        # Kept for INBOX_RETENTION from its last attempt (a replay that fails again restarts it).
+        row.last_attempt_at = utc_now()
         row.last_error = f"no {row.provider} account matches {row.route_key or 'this event'}"
         row.next_attempt_at = None
         return 0
@@ -100,6 +102,7 @@ def record_failure(
         row.next_attempt_at = now + timedelta(seconds=delay)
         return delay
     row.status = InboundStatus.FAILED
+    row.last_attempt_at = now
     row.next_attempt_at = None
     message = (
         f"a {row.provider} event ({row.topic}) could not be processed after {row.attempts} "

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import InboundEvent, InboundStatus, utc_now
-from worker.service import views
+from models import Account, AuditCause, InboundEvent, InboundStatus, utc_now
+from worker.service import audit, views
 from worker.service.inbox.policy import SWEEP_GRACE
 from worker.service.outcomes import Reason, Rejected
 
@@ -58,6 +58,16 @@ def replay(session: Session, ref: str) -> dict[str, Any]:
     row = _find(session, ref)
     if row.status == InboundStatus.PROCESSED:
         raise Rejected(Reason.INVALID, "the event was processed; replaying it would apply it twice")
+    account = session.get(Account, row.account_id) if row.account_id is not None else None
+    audit.record(
+        session,
+        "event.replayed",
+        org_id=account.org_id if account is not None else None,
+        account_id=row.account_id,
+        actor=None,
+        cause=AuditCause.OPERATOR,
+        details={"event_id": str(row.id), "provider": row.provider, "was": row.status},
+    )
     row.status = InboundStatus.RECEIVED
     row.attempts = 0
     row.last_error = None

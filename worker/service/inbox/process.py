@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from models import Account, AccountEventMark, Database, InboundEvent, InboundStatus, utc_now
+from worker.observe.events import count_processed
 from worker.service import provider_events
 from worker.service.inbox import policy
 from worker.service.inbox.apply import Batch, apply_event, record_failure
@@ -108,6 +109,7 @@ def count_deliveries(
             targets = provider_events.route(session, [row])
             delay = record_failure(session, row, targets[row.id], crash, utc_now())
             report.failure(row.id, delay)
+            count_processed(session, [row], targets)
             return []
     report.skipped += len(set(ids)) - len(rows)
     return plan.count
@@ -176,6 +178,7 @@ def _process(
             # What the rolled-back event would have applied no longer stands in the way.
             batch.judge(claimed[n + 1 :], routed)
     batch.outbox.flush()
+    count_processed(session, rows, targets, batch.stale, batch.outbox.processed_ids)
     for row in rows:
         if row.id in batch.outbox.processed_ids:
             report.processed += 1
