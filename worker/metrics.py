@@ -134,15 +134,16 @@ def count_events(counts: Mapping[tuple[str, str], int]) -> None:
 
 
 @functools.cache
-def _fortnox_connected() -> Gauge:
+def _stream_connected(provider: str) -> Gauge:
     # Made on first use, so only the listener's process has it: made at import, every process
     # of a group would report a 0 of its own.
     return Gauge(
-        "connections_fortnox_stream_connected",
-        "1 while the Fortnox listener is subscribed to its topics stream, else 0",
+        f"connections_{provider}_stream_connected",
+        f"1 while the {provider} listener is subscribed to its event stream, else 0",
         multiprocess_mode="livemax",
     )
 
 
-def fortnox_stream_connected(connected: bool) -> None:
-    _fortnox_connected().set(1 if connected else 0)
+def stream_connected(provider: str, connected: bool) -> None:
+    """`connections_<provider>_stream_connected`: the listener of a provider's event stream."""
+    _stream_connected(provider).set(1 if connected else 0)

@@ -13,7 +13,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_PUBLIC_BASE_URL = "http://127.0.0.1:8000"
-METRICS_PORTS = {"worker": 9464, "beat": 9465, "fortnox-stream": 9466}
+METRICS_PORTS = {"worker": 9464, "beat": 9465, "stream": 9466}
 
 
 class Settings(BaseSettings):

@@ -26,8 +26,7 @@ from tests.simulators.fortnox import FortnoxSimulator
 from tests.simulators.fortnox_ws import FortnoxStreamSimulator
 from worker.service import inbox, notify
 from worker.service.deps import Deps
-from worker.streams.fortnox import FortnoxListener, ListenerOptions
-from worker.streams.process import options_from
+from worker.streams.fortnox import FortnoxListener, ListenerOptions, options_from
 from worker.vault import Vault
 
 SECRET = "fortnox-client-secret-0000"

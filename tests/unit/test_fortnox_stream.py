@@ -18,7 +18,7 @@ from connectors.events import MalformedEvent
 from connectors.fortnox import FortnoxSettings, fortnox_offset, parse_fortnox, stream
 from models import Database
 from worker.service import notify
-from worker.streams.process import options_from
+from worker.streams.fortnox import options_from
 from worker.streams.tenants import Tenant, TenantBook
 
 A, B, C = (uuid.UUID(int=i) for i in (1, 2, 3))

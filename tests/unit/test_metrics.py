@@ -73,7 +73,7 @@ def test_every_family_of_the_contract_has_its_name_type_and_labels(tmp_path: Pat
     metrics.JOBS.labels("accounts.add", "succeeded")
     metrics.JOB_SECONDS.labels("accounts.add")
     metrics.REFRESHES.labels("fortnox", "refreshed")
-    metrics.fortnox_stream_connected(False)
+    metrics.stream_connected("fortnox", False)
     state = CollectorRegistry()
     state.register(StateCollector(state_db(tmp_path), ["stripe"]))
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -11,9 +12,13 @@ import time
 from typing import Any
 
 import click
+import structlog
 
 from worker.cli.base import open_deps
+from worker.service.deps import Deps
 from worker.settings import get_settings
+
+log = structlog.get_logger(__name__)
 
 HOST = click.option(
     "--host", default="127.0.0.1", show_default=True, help="The address to listen on."
@@ -79,14 +84,39 @@ def ingest(host: str, port: int, workers: int) -> None:
 def fortnox_stream() -> None:
     """Listen to the Fortnox topics stream; every event goes into the inbox."""
     from worker.logconfig import configure_logging
-    from worker.settings import get_settings
-    from worker.streams.process import run
 
     deps = open_deps()
     settings = get_settings()
     # A long-running process: its prints and uncaught errors become log lines too.
     configure_logging(settings.log_format, settings.log_level, whole_process=True)
-    run(deps)
+    run_fortnox_stream(deps)
+
+
+def run_fortnox_stream(deps: Deps) -> None:
+    """The listener, until SIGTERM or SIGINT, with the options the registry's Fortnox settings
+    give it."""
+    from connectors.fortnox import FortnoxSettings
+    from worker.celery_app import app as celery
+    from worker.observe.serve import serve_alone
+    from worker.streams.fortnox import FortnoxListener, options_from
+    from worker.tasks.events import enqueue
+
+    provider = deps.connectors.settings["fortnox"]
+    assert isinstance(provider, FortnoxSettings)
+    options = options_from(provider, deps.db)
+    serve_alone("stream")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        listener = FortnoxListener(deps, options, lambda ids: enqueue(celery, ids))
+        log.info("fortnox_stream_starting", url=options.url, topics=options.topics)
+        await listener.run(stop)
+        log.info("fortnox_stream_stopped", stored=listener.stored)
+
+    asyncio.run(main())
 
 
 @click.command()

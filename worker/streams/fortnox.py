@@ -1,10 +1,8 @@
 """`connections fortnox-stream`: one WebSocket to Fortnox's topics stream for every Fortnox
-account. Each event is stored in the inbox together with its offset, then queued for processing
-like a webhook; after a restart the stream resumes from the stored offsets. A change of any
-account's credentials is heard through `notify` and subscribed within moments; every
-`tenants_every` seconds all tokens are read again anyway. The protocol is
-`connectors.fortnox.stream`; this module keeps the socket, the database and the reconnects.
-"""
+account. Each event is stored in the inbox with its offset, then queued like a webhook; a restart
+resumes from the stored offsets. A credentials change is heard through `notify` and subscribed
+within moments; every `tenants_every` seconds all tokens are read again anyway. The protocol is
+`connectors.fortnox.stream`; this module keeps the socket, the database and the reconnects."""
 
 from __future__ import annotations
 
@@ -21,14 +19,17 @@ import structlog
 import websockets
 
 from connectors.events import MalformedEvent
-from connectors.fortnox import stream
+from connectors.fortnox import FortnoxSettings, stream
+from models import Database
 from worker import metrics
 from worker.logconfig import secrets_known
 from worker.service import inbox, notify, provider_events
 from worker.service.deps import Deps
-from worker.streams.tenants import TYPE, Tenant, TenantBook, load_tenants
+from worker.streams.tenants import Tenant, TenantBook, load_tenants
 
 log = structlog.get_logger(__name__)
+
+TYPE = "fortnox"
 
 Enqueue = Callable[[list[uuid.UUID]], object]
 
@@ -50,6 +51,21 @@ class ListenerOptions:
     command_timeout: float = 15.0
 
 
+def options_from(settings: FortnoxSettings, db: Database) -> ListenerOptions:
+    if settings.client_secret is None:
+        raise SystemExit("CONNECTIONS_FORTNOX_CLIENT_SECRET is required for the Fortnox stream")
+    # SQLite (dev) cannot announce credential changes: poll often instead.
+    every = (
+        settings.tenants_every_seconds if notify.listen_url(db) else settings.tenants_poll_seconds
+    )
+    return ListenerOptions(
+        url=settings.ws_url,
+        client_secret=settings.client_secret.get_secret_value(),
+        topics=settings.topic_list(),
+        tenants_every=every,
+    )
+
+
 class FortnoxListener:
     def __init__(self, deps: Deps, options: ListenerOptions, enqueue: Enqueue) -> None:
         self.deps = deps
@@ -69,7 +85,7 @@ class FortnoxListener:
         """Listen until `stop` is set, reconnecting with backoff after any failure."""
         url = notify.listen_url(self.deps.db) if self.options.listen_changes else None
         changes = asyncio.create_task(notify.listen(url, self._heard)) if url else None
-        metrics.fortnox_stream_connected(False)
+        metrics.stream_connected(TYPE, False)
         failures = 0
         try:
             while not stop.is_set():
@@ -86,7 +102,7 @@ class FortnoxListener:
                     log.warning(
                         "fortnox_stream_lost", error=type(exc).__name__, detail=str(exc)[:200]
                     )
-                metrics.fortnox_stream_connected(False)
+                metrics.stream_connected(TYPE, False)
                 if stop.is_set():
                     break
                 delay = min(
@@ -118,7 +134,7 @@ class FortnoxListener:
             self.options.url, open_timeout=10, ping_interval=20, max_size=2**22
         ) as ws:
             self._changed_at = None  # this read sees every change heard until now
-            tenants = await self._call(load_tenants, self.deps)
+            tenants = await self._call(load_tenants, self.deps, TYPE)
             if tenants:
                 await self._send(ws, self._add_tenants(tenants))
                 await self._on_tenants(await self._response(ws, stream.ADD_TENANTS), tenants)
@@ -134,7 +150,7 @@ class FortnoxListener:
                 tenants=len(self._book.sent),
                 topics=len(self.options.topics),
             )
-            metrics.fortnox_stream_connected(True)
+            metrics.stream_connected(TYPE, True)
             await self._listen(ws, stop)
 
     def _tenants_due(self, periodic: float) -> float:
@@ -242,7 +258,7 @@ class FortnoxListener:
         return stream.add_tenants(self.options.client_secret, [t.access_token for t in tenants])
 
     async def _refresh_tenants(self, ws: Any) -> None:
-        changed, removed = self._book.changes(await self._call(load_tenants, self.deps))
+        changed, removed = self._book.changes(await self._call(load_tenants, self.deps, TYPE))
         if changed:
             self._book.awaiting = changed
             await self._send(ws, self._add_tenants(changed))

@@ -1,16 +1,18 @@
-"""Which Fortnox companies the stream carries: every Fortnox account's current access token, read
-from the database, and the book of what Fortnox has from us, so a re-read sends only changes."""
+"""Which tenants a provider's event stream carries (Fortnox's companies): every account of the
+provider with its current access token, read from the database, and the book of what the provider
+has from us, so a re-read sends only changes."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 from sqlalchemy import select
 
 from connectors import ErrorCode, ProviderError
-from connectors.fortnox.stream import Tenants
 from models import Account, AccountStatus
 from worker.service.checks import usable_credentials
 from worker.service.deps import Deps
@@ -18,7 +20,6 @@ from worker.vault import VaultError
 
 log = structlog.get_logger(__name__)
 
-TYPE = "fortnox"
 UNREADABLE = ErrorCode.CREDENTIALS_UNREADABLE
 
 
@@ -28,18 +29,18 @@ class Tenant:
     access_token: str
 
 
-def load_tenants(deps: Deps) -> list[Tenant]:
-    """Every Fortnox account's current access token, read fresh (refreshed first when it is
+def load_tenants(deps: Deps, provider: str) -> list[Tenant]:
+    """Every account's current access token, read fresh (refreshed first when it is
     about to expire, under the same lock as the checks' refresh)."""
     with deps.db.unit_of_work() as session:
         accounts = list(
             session.scalars(
                 select(Account)
-                .where(Account.type == TYPE, Account.status != AccountStatus.DISCONNECTED)
+                .where(Account.type == provider, Account.status != AccountStatus.DISCONNECTED)
                 .order_by(Account.created_at)
             )
         )
-    connector = deps.connectors.by_type.get(TYPE)
+    connector = deps.connectors.by_type.get(provider)
     tenants = []
     for account in accounts:
         try:
@@ -48,12 +49,22 @@ def load_tenants(deps: Deps) -> list[Tenant]:
             else:
                 credentials = deps.vault.decrypt(account.credentials)
         except ProviderError as exc:
-            log.warning("fortnox_tenant_skipped", account_id=str(account.id), code=exc.code.value)
+            log.warning(
+                "stream_tenant_skipped",
+                provider=provider,
+                account_id=str(account.id),
+                code=exc.code.value,
+            )
             continue
         except VaultError:
             # An operator's error (a key dropped too early), which the account's next check
             # records as `credentials_unreadable`: the stream carries the other companies.
-            log.warning("fortnox_tenant_skipped", account_id=str(account.id), code=UNREADABLE.value)
+            log.warning(
+                "stream_tenant_skipped",
+                provider=provider,
+                account_id=str(account.id),
+                code=UNREADABLE.value,
+            )
             continue
         token = credentials.get("access_token")
         if isinstance(token, str) and token:
@@ -61,12 +72,22 @@ def load_tenants(deps: Deps) -> list[Tenant]:
     return tenants
 
 
+class Answered(Protocol):
+    """What the provider's answer said of the tokens sent, by account."""
+
+    @property
+    def tenant_ids(self) -> Mapping[uuid.UUID, str]: ...  # account -> its tenant id
+
+    @property
+    def refused(self) -> Sequence[uuid.UUID]: ...
+
+
 @dataclass
 class TenantBook:
-    """What the current connection told Fortnox: each account's token, and the tenant id
-    Fortnox answered for it. A new connection starts an empty book."""
+    """What the current connection told the provider: each account's token, and the tenant
+    id it answered for it. A new connection starts an empty book."""
 
-    sent: dict[uuid.UUID, str] = field(default_factory=dict)  # account -> token Fortnox has
+    sent: dict[uuid.UUID, str] = field(default_factory=dict)  # account -> the token it has
     tenant_ids: dict[uuid.UUID, str] = field(default_factory=dict)
     awaiting: list[Tenant] = field(default_factory=list)  # sent, answer not yet read
 
@@ -76,7 +97,7 @@ class TenantBook:
         self.awaiting = []
 
     def changes(self, tenants: list[Tenant]) -> tuple[list[Tenant], list[str]]:
-        """The tenants whose token Fortnox lacks, and the tenant ids of accounts that are gone
+        """The tenants whose token the provider lacks, and the tenant ids of accounts that are gone
         (forgotten here as they are returned)."""
         changed = [t for t in tenants if self.sent.get(t.account_id) != t.access_token]
         gone = set(self.sent) - {t.account_id for t in tenants}
@@ -86,7 +107,7 @@ class TenantBook:
             self.tenant_ids.pop(account_id, None)
         return changed, removed
 
-    def answered(self, tenants: list[Tenant], result: Tenants[uuid.UUID]) -> None:
+    def answered(self, tenants: list[Tenant], result: Answered) -> None:
         # A refused token is not sent again; the account's next token will be.
         for tenant in tenants:
             self.sent[tenant.account_id] = tenant.access_token
