@@ -12,11 +12,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.base import Clock, Connector, ErrorCode
 from connectors.events import ParsedEvent
 from connectors.http import HttpLayer
+
+
+def secret_values(*secrets: SecretStr | None) -> list[str]:
+    """The values of the secrets that are set, in order (the current one first)."""
+    return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
 
 
 class ProviderSettings(BaseSettings):

@@ -8,7 +8,7 @@ from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from connectors.oauth import CodeFields
-from connectors.provider import ProviderSettings
+from connectors.provider import ProviderSettings, secret_values
 
 
 class HubSpotSettings(ProviderSettings):
@@ -59,11 +59,7 @@ class HubSpotSettings(ProviderSettings):
 
     def app_secrets(self) -> list[str]:
         """The secrets that may sign HubSpot's webhooks, the current one first."""
-        return [
-            s.get_secret_value()
-            for s in (self.client_secret, self.previous_client_secret)
-            if s is not None and s.get_secret_value()
-        ]
+        return secret_values(self.client_secret, self.previous_client_secret)
 
     def scope_list(self) -> list[str]:
         return self.scopes.split()

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from connectors.provider import ProviderSettings
+from connectors.provider import ProviderSettings, secret_values
 
 SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}\.myshopify\.com$")
 CALLBACK_FIELDS = ("hmac", "timestamp", "state", "host")
@@ -44,11 +44,7 @@ class ShopifySettings(ProviderSettings):
 
     def app_secrets(self) -> list[str]:
         """The secrets that may sign Shopify's callbacks and webhooks, the current one first."""
-        return [
-            s.get_secret_value()
-            for s in (self.client_secret, self.previous_client_secret)
-            if s is not None and s.get_secret_value()
-        ]
+        return secret_values(self.client_secret, self.previous_client_secret)
 
     def scope_list(self) -> list[str]:
         return [s.strip() for s in self.scopes.split(",") if s.strip()]
