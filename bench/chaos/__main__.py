@@ -15,8 +15,9 @@ import traceback
 from pathlib import Path
 
 import bench.chaos
+from bench.chaos.context import Options
 from bench.chaos.report import Row, header, line, markdown, table
-from bench.chaos.run import Options, run_scenario
+from bench.chaos.run import run_scenario
 from bench.chaos.scenarios import SCENARIOS
 from bench.chaos.servers import PostgresCluster, missing_binaries
 

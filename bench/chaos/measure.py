@@ -4,15 +4,12 @@ drain), when every account was connected again, how long the system took to reco
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 import psycopg
 
 from bench.chaos import invariants
+from bench.chaos.context import Run
 from bench.chaos.jobs import JobDriver
-
-if TYPE_CHECKING:
-    from bench.chaos.run import Run
 
 
 def drain(run: Run, bound: float) -> float | None:

@@ -9,15 +9,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import psycopg
 import redis
 
+from bench.chaos.context import Run
 from bench.chaos.invariants import dsn
-
-if TYPE_CHECKING:
-    from bench.chaos.run import Run
 
 Window = tuple[float, float]
 OUTAGE_SECONDS = 20.0  # a provider failing for a while
